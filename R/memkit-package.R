@@ -1,0 +1,24 @@
+#' memkit: see and manage the memory R uses
+#'
+#' memkit extends the `object.size()`, `rm()` and `gc()` workflows:
+#'
+#' * **Sizes** that are right: `mem_size()` and friends count shared memory
+#'   once, never expand compact (ALTREP) vectors and match `gc()`'s cell
+#'   counts.
+#' * **The session**: what removing objects would free, and a tidy `gc()`.
+#' * **File-backed matrices**: data larger than memory in a memory-mapped file
+#'   that base R functions use without copying.
+#' * **The collector**: a trace of every garbage collection, a memory timeline
+#'   with its peak, and leak checks.
+#'
+#' Every size is a [mem_bytes] number. Every error memkit raises has class
+#' `memkit_error_<kind>` and `memkit_error`, so it can be caught precisely.
+#'
+#' @section Options:
+#' * `memkit.units`: `"IEC"` (default; KiB, MiB, ...) or `"SI"` (kB, MB, ...)
+#'   for printing [mem_bytes].
+#' * `memkit.progress`: `FALSE` turns off progress bars.
+#'
+#' @keywords internal
+#' @useDynLib memkit, .registration = TRUE
+"_PACKAGE"

@@ -1,0 +1,36 @@
+/*
+ * init.c: the one registration table. R calls every routine by symbol
+ * (useDynLib(memkit, .registration = TRUE) and R_forceSymbols), so nothing is
+ * looked up by string and nothing else in the library is visible.
+ */
+#include <R_ext/Rdynload.h>
+#include <R_ext/Visibility.h>
+
+#include "memkit.h"
+
+/* The detour through void (*)(void) is the portable way to say "any function"
+ * and keeps -Wcast-function-type quiet. */
+#define CALLDEF(name, n) {#name, (DL_FUNC) (void (*)(void)) &name, n}
+
+static const R_CallMethodDef call_methods[] = {
+  /* utils */
+  CALLDEF(ffi_utils_error, 4),
+
+  /* sizes */
+
+  /* session */
+
+  /* file-backed matrices */
+
+  /* GC tracing */
+
+  /* profiling */
+
+  {NULL, NULL, 0}
+};
+
+void attribute_visible R_init_memkit(DllInfo *dll) {
+  R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
+  R_useDynamicSymbols(dll, FALSE);
+  R_forceSymbols(dll, TRUE);
+}

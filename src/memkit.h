@@ -1,0 +1,28 @@
+/*
+ * memkit.h: every .Call entry point, grouped by family. Included by init.c
+ * (the registration table) and by the file that defines each entry point, so
+ * a signature that drifts is a compile error, not a crash.
+ *
+ * Entry points are ffi_<topic>_<verb>; static helpers carry no prefix.
+ */
+#ifndef MEMKIT_H
+#define MEMKIT_H
+
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+
+/* ---- utils (src/utils.c) ------------------------------------------------ */
+SEXP ffi_utils_error(SEXP kind, SEXP msg, SEXP errnum, SEXP path);
+
+/* ---- sizes (src/size.c) --------------------------------------------------- */
+
+/* ---- session (src/retained.c) -------------------------------------------- */
+
+/* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
+
+/* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
+
+/* ---- profiling (src/sampler.c) -------------------------------------------- */
+
+#endif

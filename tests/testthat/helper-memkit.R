@@ -1,0 +1,26 @@
+# Shared test helpers.
+
+# Cells in use after a full collection, as reported by gc(). Called twice
+# because the first call's own result is garbage that the second frees.
+gc_cells <- function() {
+  gc(full = TRUE)
+  g <- gc(full = TRUE)
+  c(ncells = g[1L, 1L], vcells = g[2L, 1L])
+}
+
+skip_if_not_linux <- function() {
+  skip_if_not(Sys.info()[["sysname"]] == "Linux", "Linux only")
+}
+
+# Run `fun` in a fresh R process and return its value (crash paths are tested
+# there, never in the test process). Returns a list(ok, value, error, status).
+in_child <- function(fun, args = list(), timeout = 120) {
+  skip_if_not_installed("callr")
+  res <- tryCatch(
+    list(ok = TRUE, value = callr::r(fun, args = args, timeout = timeout,
+                                     libpath = .libPaths())),
+    error = function(e) list(ok = FALSE, error = e,
+                             status = if (!is.null(e$status)) e$status else NA)
+  )
+  res
+}

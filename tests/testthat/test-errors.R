@@ -1,0 +1,28 @@
+test_that("errors raised in C are classed and carry errno and path", {
+  f <- function() .Call(memkit:::ffi_utils_error, "file", "cannot open '/nope'", 2L, "/nope")
+  err <- tryCatch(f(), error = identity)
+  expect_s3_class(err, c("memkit_error_file", "memkit_error", "error", "condition"))
+  expect_identical(err$errno, 2L)
+  expect_identical(err$path, "/nope")
+  expect_match(conditionMessage(err), "cannot open '/nope': No such file or directory", fixed = TRUE)
+  expect_identical(err$call, quote(f()))
+})
+
+test_that("errors without errno have no system fields", {
+  err <- tryCatch(.Call(memkit:::ffi_utils_error, "type", "bad type", NA_integer_, NA_character_),
+                  error = identity)
+  expect_s3_class(err, "memkit_error_type")
+  expect_null(err$errno)
+  expect_identical(conditionMessage(err), "bad type")
+})
+
+test_that("argument checks name the argument and the value", {
+  f <- function(n) check_scalar_number(n, min = 0)
+  expect_snapshot(error = TRUE, {
+    f(-1)
+    f("a")
+    f(c(1, 2))
+    check_flag(NA, "verbose")
+    check_string(1, "path")
+  })
+})

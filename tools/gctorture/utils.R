@@ -1,0 +1,6 @@
+# Cases for src/utils.c.
+cases$ffi_utils_error <- function() {
+  e <- expect_mk_error(.Call(ns$ffi_utils_error, "file", "x", 2L, "/p"), "file")
+  stopifnot(identical(e$errno, 2L), identical(e$path, "/p"))
+  expect_mk_error(.Call(ns$ffi_utils_error, "type", "y", NA_integer_, NA_character_), "type")
+}
