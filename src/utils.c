@@ -1,5 +1,19 @@
+#define _POSIX_C_SOURCE 200809L
+#include <time.h>
+
 #include "memkit.h"
 #include "errors.h"
+#include "utils.h"
+
+double mk_now(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0.0;
+  return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+SEXP ffi_utils_now(void) {
+  return Rf_ScalarReal(mk_now());
+}
 
 /* Raise a memkit error from C. Used by the tests of the error helpers, so the
  * C path (message formatting, strerror, class) is exercised directly. */

@@ -26,3 +26,10 @@ test_that("argument checks name the argument and the value", {
     check_string(1, "path")
   })
 })
+
+test_that("the monotonic clock moves forward", {
+  a <- .Call(memkit:::ffi_utils_now)
+  Sys.sleep(0.01)
+  b <- .Call(memkit:::ffi_utils_now)
+  expect_gt(b - a, 0.005)
+})

@@ -4,3 +4,8 @@ cases$ffi_utils_error <- function() {
   stopifnot(identical(e$errno, 2L), identical(e$path, "/p"))
   expect_mk_error(.Call(ns$ffi_utils_error, "type", "y", NA_integer_, NA_character_), "type")
 }
+cases$ffi_utils_now <- function() {
+  a <- .Call(ns$ffi_utils_now)
+  b <- .Call(ns$ffi_utils_now)
+  stopifnot(is.double(a), length(a) == 1L, b >= a)
+}

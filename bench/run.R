@@ -1,0 +1,29 @@
+# Runs every benchmark script in bench/ and assembles bench/RESULTS.md from
+# the sections they write to bench/results/<family>.md.
+#
+#   Rscript bench/run.R            # all families
+#   Rscript bench/run.R size fm    # only these
+#
+# Each bench/<family>.R can also be run on its own; it rewrites its section.
+args <- commandArgs(trailingOnly = TRUE)
+here <- "bench"
+scripts <- setdiff(sub("[.]R$", "", list.files(here, pattern = "[.]R$")), c("run", "install"))
+if (length(args)) scripts <- intersect(scripts, args)
+for (s in scripts) {
+  message("== bench/", s, ".R")
+  status <- system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", file.path(here, paste0(s, ".R"))))
+  if (status != 0) message("bench/", s, ".R failed with status ", status)
+}
+sections <- sort(list.files(file.path(here, "results"), pattern = "[.]md$", full.names = TRUE))
+si <- utils::sessionInfo()
+header <- c(
+  "# memkit benchmarks",
+  "",
+  "Written by `Rscript bench/run.R`; each section by its own `bench/<family>.R`.",
+  "Every figure is measured side by side with the peers in one R process and",
+  "reported as a ratio. Each section names its machine and package versions.",
+  ""
+)
+writeLines(c(header, unlist(lapply(sections, function(f) c(readLines(f), "")))),
+           file.path(here, "RESULTS.md"))
+message("wrote bench/RESULTS.md")
