@@ -7,7 +7,8 @@ want <- c("lobstr", "bigmemory", "ff", "bigstatsr", "bench", "peakRAM")
 have <- rownames(installed.packages())
 need <- setdiff(want, have)
 if (length(need)) {
-  install.packages(need, lib = lib, repos = "https://cloud.r-project.org")
+  # The CRAN mirror is the one the machine is set up with (getOption("repos")).
+  install.packages(need, lib = lib)
 }
 still <- setdiff(want, rownames(installed.packages()))
 if (length(still)) message("not installed (their benchmarks are skipped): ", paste(still, collapse = ", "))
