@@ -16,6 +16,7 @@ static const R_CallMethodDef call_methods[] = {
   /* utils */
   CALLDEF(ffi_utils_error, 4),
   CALLDEF(ffi_utils_now, 0),
+  CALLDEF(ffi_utils_rss, 0),
 
   /* sizes */
 

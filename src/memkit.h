@@ -15,6 +15,7 @@
 /* ---- utils (src/utils.c) ------------------------------------------------ */
 SEXP ffi_utils_error(SEXP kind, SEXP msg, SEXP errnum, SEXP path);
 SEXP ffi_utils_now(void);
+SEXP ffi_utils_rss(void);
 
 /* ---- sizes (src/size.c) --------------------------------------------------- */
 

@@ -7,4 +7,9 @@
  * from any thread; never touches R. */
 double mk_now(void);
 
+/* The process's resident memory in bytes (Linux: /proc/self/statm; macOS:
+ * task_info; elsewhere NA_REAL). Safe to call from any thread; never touches
+ * R (NA_REAL is a plain double here). */
+double mk_rss_bytes(void);
+
 #endif

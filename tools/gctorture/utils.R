@@ -9,3 +9,7 @@ cases$ffi_utils_now <- function() {
   b <- .Call(ns$ffi_utils_now)
   stopifnot(is.double(a), length(a) == 1L, b >= a)
 }
+cases$ffi_utils_rss <- function() {
+  r <- .Call(ns$ffi_utils_rss)
+  stopifnot(is.double(r), length(r) == 1L, is.na(r) || r > 0)
+}

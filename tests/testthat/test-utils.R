@@ -33,3 +33,12 @@ test_that("the monotonic clock moves forward", {
   b <- .Call(memkit:::ffi_utils_now)
   expect_gt(b - a, 0.005)
 })
+
+test_that("resident memory follows a large touched allocation", {
+  skip_if_not_linux()
+  before <- as.numeric(rss_now())
+  x <- numeric(5e7) + 1 # 400 MB, touched
+  after <- as.numeric(rss_now())
+  expect_gt(after - before, 0.9 * 4e8)
+  rm(x)
+})
