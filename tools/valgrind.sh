@@ -8,14 +8,15 @@ source "$(dirname "$0")/lib.sh"
 lib=$(mk_install "$MK_ROOT/tools/Makevars.valgrind") || { echo "valgrind: FAILED (build)"; exit 1; }
 log="$MK_WORK/valgrind.log"
 out="$MK_WORK/valgrind.out"
+rm -f "$log".*
 MK_ROOT="$MK_ROOT" R_LIBS="$lib" NOT_CRAN=true MEMKIT_VALGRIND=true \
-  R -d "valgrind --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes --num-callers=30 --log-file=$log.%p" \
+  R -d "valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes --num-callers=30 --log-file=$log.%p" \
     --vanilla --no-echo -e '.libPaths(c(Sys.getenv("R_LIBS"), .libPaths())); source(file.path(Sys.getenv("MK_ROOT"), "tools/run-tests.R"))' >"$out" 2>&1
 rc=$?
 tail -n 3 "$out"
 # One log per process (tests start children). Keep the error blocks that
 # mention memkit; R's own startup noise is not ours to fix.
-findings=$(Rscript --vanilla "$MK_ROOT/tools/valgrind-findings.R" "$log".*)
+findings=$(MK_ROOT="$MK_ROOT" Rscript --vanilla "$MK_ROOT/tools/valgrind-findings.R" "$log".*)
 rm -rf "$lib" "$lib.install.log"
 if [ -n "$findings" ] || [ $rc -ne 0 ]; then
   echo "$findings" | head -n 120
