@@ -3,12 +3,13 @@
 #
 #   Rscript bench/run.R            # all families
 #   Rscript bench/run.R size fm    # only these
+#   Rscript bench/run.R --no-run   # only reassemble RESULTS.md from the sections
 #
 # Each bench/<family>.R can also be run on its own; it rewrites its section.
 args <- commandArgs(trailingOnly = TRUE)
 here <- "bench"
 scripts <- setdiff(sub("[.]R$", "", list.files(here, pattern = "[.]R$")), c("run", "install"))
-if (length(args)) scripts <- intersect(scripts, args)
+if ("--no-run" %in% args) scripts <- character() else if (length(args)) scripts <- intersect(scripts, args)
 for (s in scripts) {
   message("== bench/", s, ".R")
   status <- system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", file.path(here, paste0(s, ".R"))))
