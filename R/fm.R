@@ -315,14 +315,16 @@ fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.bl
       }
     })
   } else {
-    out <- parallel::parLapply(cl, blocks, fm_apply_worker, x = x, FUN = FUN, margin = margin, ...)
+    # Argument names that parLapply() and clusterApply() do not use themselves.
+    out <- parallel::parLapply(cl, blocks, fm_apply_worker, fm_x = x, fm_fun = FUN,
+                               fm_margin = margin, ...)
   }
   combine_blocks(out, margin)
 }
 
 # Runs in a worker: `x` arrives as a reference and reopens the file there.
-fm_apply_worker <- function(idx, x, FUN, margin, ...) {
-  FUN(fm_block(x, idx, margin), ...)
+fm_apply_worker <- function(idx, fm_x, fm_fun, fm_margin, ...) {
+  fm_fun(fm_block(fm_x, idx, fm_margin), ...)
 }
 
 fm_block <- function(x, idx, margin) {
@@ -331,7 +333,7 @@ fm_block <- function(x, idx, margin) {
       .Call(ffi_fm_read, x, as.double(idx), NULL)
     dn <- dimnames(x)
     if (!is.null(dn)) {
-      dn[[margin]] <- dn[[margin]][idx]
+      if (!is.null(dn[[margin]])) dn[[margin]] <- dn[[margin]][idx]
       dimnames(b) <- dn
     }
     b

@@ -368,8 +368,8 @@ SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
     checksum_string(headerless_checksum(type, nrow, ncol, offset, (double) size), sum);
   }
   if (checksum != NULL && strcmp(checksum, sum) != 0)
-    FAIL(m, "file", "'%s' has changed since the matrix was saved (checksum %s, expected %s).",
-         path, sum, checksum);
+    FAIL(m, "file", "'%s' has changed since the matrix was saved: it is not the same file "
+         "(its header checksum differs).", path);
   m->type = type;
   m->mode = mode;
   m->length = (R_xlen_t) (nrow * ncol);
