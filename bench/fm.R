@@ -66,7 +66,10 @@ cols <- 51:60
 # ---- create and fill from the in-memory matrix --------------------------------
 p_bin <- file.path(dir, "m.bin")
 p_fm <- file.path(dir, "m.fm")
-t_wb <- timeit(writeBin(M, p_bin), setup = unlink(p_bin))
+Mv <- as.vector(M) # writeBin() takes vectors only: the same bytes without dim
+t_wb <- timeit(writeBin(Mv, p_bin), setup = unlink(p_bin))
+rm(Mv)
+unlink(p_bin)
 add("create + fill", "writeBin()", t_wb, t_wb)
 t_fm <- timeit(X <- as_fm(M, p_fm), setup = { X <- NULL; gc(); unlink(p_fm) })
 add("create + fill", "memkit as_fm()", t_fm, t_wb)
@@ -140,7 +143,7 @@ stopifnot(identical(colSums(X), colSums(M)), identical(X %*% v, M %*% v),
           identical(X[, cols], M[, cols]), identical(X[idx], M[idx]))
 
 # ---- anonymous memory while memkit computes -------------------------------------
-gc()
+invisible(gc())
 a0 <- rss_anon()
 invisible(colSums(X)); invisible(sum(X)); invisible(X %*% v)
 anon_growth <- rss_anon() - a0

@@ -93,6 +93,7 @@ static const char *mode_name(int mode) {
 
 static Rboolean fm_inspect(SEXP x, int pre, int deep, int pvec,
                            void (*inspect_subtree)(SEXP, int, int, int)) {
+  (void) pre; (void) deep; (void) pvec; (void) inspect_subtree;
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   SEXP state = R_altrep_data2(x);
   Rprintf(" memkit file-backed matrix (%s, mode %s) %s\n", Rf_type2char((SEXPTYPE) TYPEOF(x)),
@@ -109,6 +110,7 @@ static SEXP fm_serialized_state(SEXP x) {
 }
 
 static SEXP fm_unserialize(SEXP cls, SEXP state) {
+  (void) cls;
   if (TYPEOF(state) != VECSXP || XLENGTH(state) != FM_ST_LEN ||
       TYPEOF(VECTOR_ELT(state, FM_ST_PATH)) != STRSXP ||
       TYPEOF(VECTOR_ELT(state, FM_ST_TYPE)) != STRSXP ||
@@ -150,12 +152,14 @@ static SEXP materialize(SEXP x) {
 }
 
 static SEXP fm_duplicate(SEXP x, Rboolean deep) {
+  (void) deep; /* the data has no references to copy deeply */
   fm_map *m = fm_map_of(x);
   if (m->mode == FM_READ) return fm_duplicate_private(x);
   return materialize(x);
 }
 
 static void *fm_dataptr(SEXP x, Rboolean writeable) {
+  (void) writeable; /* read-only data is mapped MAP_PRIVATE: see the top */
   return data_of(x);
 }
 
@@ -221,6 +225,7 @@ static R_xlen_t fm_raw_region(SEXP x, R_xlen_t i, R_xlen_t n, Rbyte *buf) {
   }
 
 static SEXP fm_extract_subset(SEXP x, SEXP indx, SEXP call) {
+  (void) call;
   if (TYPEOF(indx) != INTSXP && TYPEOF(indx) != REALSXP) return NULL;
   R_xlen_t n = XLENGTH(indx), len = fm_length(x);
   SEXPTYPE t = (SEXPTYPE) TYPEOF(x);
