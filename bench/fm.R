@@ -4,9 +4,10 @@
 #
 #   flock /tmp/memkit-bench.lock Rscript bench/fm.R
 #
-# MEMKIT_BENCH_HUGE=true adds the larger-than-memory run: a file bigger than
-# the machine's RAM (MEMKIT_BENCH_HUGE_GB, default 26), colSums over it while
-# a watcher samples the process's anonymous resident memory. Its figures are
+# MEMKIT_BENCH_HUGE=only runs the larger-than-memory case instead: a file
+# bigger than the machine's RAM (MEMKIT_BENCH_HUGE_GB, default 26; the disk
+# needs that much free), colSums over it while a watcher samples the process's
+# anonymous resident memory; the file is deleted afterwards. Its figures are
 # kept in bench/results/fm-huge.txt and included in every later fm.md.
 if (dir.exists("bench/lib")) .libPaths(c("bench/lib", .libPaths()))
 suppressPackageStartupMessages(library(memkit))
@@ -54,6 +55,71 @@ add <- function(op, tool, secs, base, note = "") {
   rows[[length(rows) + 1L]] <<- data.frame(op = op, tool = tool, secs = secs,
                                            ratio = secs / base, note = note)
   message(sprintf("%-26s %-22s %8.3f s  %6.2fx %s", op, tool, secs, secs / base, note))
+}
+
+# ---- the larger-than-memory run (opt-in) --------------------------------------
+# MEMKIT_BENCH_HUGE=only runs just this and updates the last section of fm.md.
+run_huge <- function() {
+  ram <- as.numeric(sub("^MemTotal:\\s*([0-9]+) kB.*$", "\\1",
+                        grep("^MemTotal:", readLines("/proc/meminfo"), value = TRUE))) * 1024
+  gb <- as.numeric(Sys.getenv("MEMKIT_BENCH_HUGE_GB", "26"))
+  hn <- ceiling(gb * 1e9 / 8 / 100)
+  hp <- file.path(dir, "huge.fm")
+  t_make <- system.time({
+    H <- fm_create(hp, hn, 100)
+    for (j in 1:100) fm_write(H, as.double(j), j = j)
+    fm_write(H, c(0.5, -0.25), i = c(1, hn), j = 100)
+    fm_flush(H)
+  })[["elapsed"]]
+  rm(H); gc()
+  H <- fm_open(hp)
+  log <- file.path(dir, "anon.log")
+  watcher <- sprintf("while kill -0 %d 2>/dev/null; do grep RssAnon /proc/%d/status; sleep 0.2; done > %s",
+                     Sys.getpid(), Sys.getpid(), log)
+  system(watcher, wait = FALSE)
+  a0 <- rss_anon()
+  t_cs <- system.time(cs <- colSums(H))[["elapsed"]]
+  a1 <- rss_anon()
+  Sys.sleep(0.5)
+  peak <- max(as.numeric(sub("^RssAnon:\\s*([0-9]+) kB.*$", "\\1", readLines(log))) * 1024, a1)
+  expected <- c(as.double(1:99) * hn, 100 * (hn - 2) + 0.25)
+  ok <- isTRUE(all.equal(cs, expected))
+  resident <- fm_info(H)$resident
+  fsize <- fm_info(H)$file_size
+  rm(H); gc()
+  unlink(hp)
+  writeLines(c(
+    sprintf("Machine RAM: %s. File: %s x 100 doubles, %s on disk (%.2fx RAM).",
+            format(mem_bytes(ram)), format(hn, big.mark = ","), format(fsize), as.numeric(fsize) / ram),
+    "",
+    "| step | figure |", "|---|---|",
+    sprintf("| create, fill 100 columns, fm_flush() | %.0f s |", t_make),
+    sprintf("| colSums() over the whole file | %.0f s (%.0f MB/s) |", t_cs, as.numeric(fsize) / t_cs / 1e6),
+    sprintf("| colSums() result correct | %s |", if (ok) "yes" else "**no**"),
+    sprintf("| anonymous resident memory before / after colSums() | %s / %s |",
+            format(mem_bytes(a0)), format(mem_bytes(a1))),
+    sprintf("| peak anonymous resident memory during colSums() (sampled every 0.2 s) | %s |", format(mem_bytes(peak))),
+    sprintf("| file resident in the page cache afterwards (fm_info()) | %s |", format(resident)),
+    sprintf("| goal: colSums completes with anonymous memory under 1 GB | %s |",
+            if (ok && peak < 1e9) "met" else "**not met**"),
+    "",
+    sprintf("Run on %s; the file was deleted afterwards.", format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"))
+  ), huge_txt)
+}
+huge_section <- function() {
+  c("### Larger than memory", "",
+    if (file.exists(huge_txt)) readLines(huge_txt) else
+      "Not run yet: `MEMKIT_BENCH_HUGE=only flock /tmp/memkit-bench.lock Rscript bench/fm.R`.")
+}
+if (identical(Sys.getenv("MEMKIT_BENCH_HUGE"), "only")) {
+  run_huge()
+  old <- if (file.exists(out_md)) readLines(out_md) else "## File-backed matrices (`bench/fm.R`)"
+  cut <- match("### Larger than memory", old)
+  if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
+  writeLines(c(old, huge_section()), out_md)
+  message("wrote ", out_md)
+  unlink(dir, recursive = TRUE)
+  quit(save = "no")
 }
 
 set.seed(1)
@@ -181,56 +247,6 @@ goals <- data.frame(
              goal(anon_growth < 0.05 * bytes))
 )
 
-# ---- the larger-than-memory run (opt-in) --------------------------------------
-if (identical(Sys.getenv("MEMKIT_BENCH_HUGE"), "true")) {
-  rm(M, X); if (exists("bm")) rm(bm); if (exists("fbm")) rm(fbm); gc()
-  ram <- as.numeric(sub("^MemTotal:\\s*([0-9]+) kB.*$", "\\1",
-                        grep("^MemTotal:", readLines("/proc/meminfo"), value = TRUE))) * 1024
-  gb <- as.numeric(Sys.getenv("MEMKIT_BENCH_HUGE_GB", "26"))
-  hn <- ceiling(gb * 1e9 / 8 / 100)
-  hp <- file.path(dir, "huge.fm")
-  t_make <- system.time({
-    H <- fm_create(hp, hn, 100)
-    for (j in 1:100) fm_write(H, as.double(j), j = j)
-    fm_write(H, c(0.5, -0.25), i = c(1, hn), j = 100)
-    fm_flush(H)
-  })[["elapsed"]]
-  rm(H); gc()
-  H <- fm_open(hp)
-  log <- file.path(dir, "anon.log")
-  watcher <- sprintf("while kill -0 %d 2>/dev/null; do grep RssAnon /proc/%d/status; sleep 0.2; done > %s",
-                     Sys.getpid(), Sys.getpid(), log)
-  system(watcher, wait = FALSE)
-  a0 <- rss_anon()
-  t_cs <- system.time(cs <- colSums(H))[["elapsed"]]
-  a1 <- rss_anon()
-  Sys.sleep(0.5)
-  peak <- max(as.numeric(sub("^RssAnon:\\s*([0-9]+) kB.*$", "\\1", readLines(log))) * 1024, a1)
-  expected <- c(as.double(1:99) * hn, 100 * (hn - 2) + 0.25)
-  ok <- isTRUE(all.equal(cs, expected))
-  resident <- fm_info(H)$resident
-  fsize <- fm_info(H)$file_size
-  rm(H); gc()
-  unlink(hp)
-  writeLines(c(
-    sprintf("Machine RAM: %s. File: %s x 100 doubles, %s on disk (%.2fx RAM).",
-            format(mem_bytes(ram)), format(hn, big.mark = ","), format(fsize), as.numeric(fsize) / ram),
-    "",
-    "| step | figure |", "|---|---|",
-    sprintf("| create, fill 100 columns, fm_flush() | %.0f s |", t_make),
-    sprintf("| colSums() over the whole file | %.0f s (%.0f MB/s) |", t_cs, as.numeric(fsize) / t_cs / 1e6),
-    sprintf("| colSums() result correct | %s |", if (ok) "yes" else "**no**"),
-    sprintf("| anonymous resident memory before / after colSums() | %s / %s |",
-            format(mem_bytes(a0)), format(mem_bytes(a1))),
-    sprintf("| peak anonymous resident memory during colSums() (sampled every 0.2 s) | %s |", format(mem_bytes(peak))),
-    sprintf("| file resident in the page cache afterwards (fm_info()) | %s |", format(resident)),
-    sprintf("| goal: colSums completes with anonymous memory under 1 GB | %s |",
-            if (ok && peak < 1e9) "met" else "**not met**"),
-    "",
-    sprintf("Run on %s; the file was deleted afterwards.", format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC"))
-  ), huge_txt)
-}
-
 # ---- write the section --------------------------------------------------------
 cpu <- tryCatch(sub(".*: ", "", grep("model name", readLines("/proc/cpuinfo"), value = TRUE)[1]),
                 error = function(e) NA)
@@ -268,9 +284,7 @@ lines <- c(
   "subsetting); `fm_read()` copies whole columns. bigmemory has no colSums or product of its own here",
   "(biganalytics is a separate package), so its rows copy the matrix into memory first, as users do.",
   "",
-  "### Larger than memory", "",
-  if (file.exists(huge_txt)) readLines(huge_txt) else
-    "Not run yet: `MEMKIT_BENCH_HUGE=true flock /tmp/memkit-bench.lock Rscript bench/fm.R`."
+  huge_section()
 )
 writeLines(lines, out_md)
 message("wrote ", out_md)
