@@ -28,7 +28,11 @@
 #' [fm_write()] always writes to the file, also inside functions, where R's
 #' rules would otherwise make a copy. A copy (`Y <- X; Y[1, 1] <- 0`) never
 #' changes the file and never sees later writes to `X`: in mode `"rw"` it is an
-#' ordinary in-memory copy, so avoid modifying copies of large matrices.
+#' ordinary in-memory copy, so avoid modifying copies of large matrices (memkit
+#' warns when such a copy is larger than `getOption("memkit.copy_warn")` bytes,
+#' 64 MiB by default). Whether R changes a variable in place depends on its
+#' reference counts, and some environments (knitr, for one) keep extra
+#' references, so code that must write the file should use [fm_write()].
 #'
 #' @section Saving and sending to workers:
 #' `saveRDS()`, `serialize()` and parallel workers store a reference (the
@@ -426,7 +430,8 @@ print.fm_info <- function(x, ...) {
     sprintf(" (%.0f%%)", 100 * as.numeric(x$resident) / as.numeric(x$file_size))
   } else ""
   cat("<fm_info> ", x$path, "\n", sep = "")
-  cat(sprintf("  %-9s %s x %s %s, %s\n", "matrix", format(x$nrow), format(x$ncol), x$type, mode))
+  cat(sprintf("  %-9s %s x %s %s, %s\n", "matrix", format(x$nrow, big.mark = ",", scientific = FALSE),
+              format(x$ncol, big.mark = ",", scientific = FALSE), x$type, mode))
   cat(sprintf("  %-9s %s (data %s; %s)\n", "file", format(x$file_size), format(x$data_size),
               if (x$header) "memkit header" else sprintf("headerless, offset %s", format(x$offset))))
   cat(sprintf("  %-9s %s%s of the file in memory now\n", "resident", format(x$resident), pct))

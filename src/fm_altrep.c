@@ -151,10 +151,32 @@ static SEXP materialize(SEXP x) {
   return out;
 }
 
+/* Copies of a read-write matrix larger than this (option memkit.copy_warn,
+ * in bytes; 64 MiB by default) are worth a warning: R made one because the
+ * matrix was shared, and the user probably meant to write the file, which
+ * needs fm_write(). */
+static double copy_warn_bytes(void) {
+  SEXP opt = Rf_GetOption1(Rf_install("memkit.copy_warn"));
+  if ((TYPEOF(opt) == REALSXP || TYPEOF(opt) == INTSXP) && XLENGTH(opt) == 1) {
+    double v = Rf_asReal(opt);
+    if (!ISNAN(v)) return v;
+  }
+  return 64.0 * 1024 * 1024;
+}
+
 static SEXP fm_duplicate(SEXP x, Rboolean deep) {
   (void) deep; /* the data has no references to copy deeply */
   fm_map *m = fm_map_of(x);
   if (m->mode == FM_READ) return fm_duplicate_private(x);
+  double bytes = (double) m->length * (double) fm_elt_size(m->type);
+  if (m->mode == FM_WRITE && bytes > copy_warn_bytes()) {
+    Rf_warningcall(R_NilValue,
+                   "Copying the file-backed matrix in '%s' into memory (%.0f MB): R copies a "
+                   "shared matrix before changing it, and a copy of a matrix open in mode "
+                   "\"rw\" is an ordinary matrix. Use fm_write() to write the file.",
+                   Rf_translateChar(STRING_ELT(VECTOR_ELT(R_altrep_data2(x), FM_ST_PATH), 0)),
+                   bytes / 1e6);
+  }
   return materialize(x);
 }
 

@@ -158,6 +158,17 @@ test_that("mode rw: a copy never changes the file and never sees later writes", 
   expect_identical(Y[1, 1], -1)
 })
 
+test_that("mode rw: a large copy warns that the file is not written", {
+  X <- fm_create(fm_path(), 100, 10)
+  Y <- X
+  withr::local_options(memkit.copy_warn = 4000)
+  expect_warning(Y[1, 1] <- 1, "fm_write")
+  withr::local_options(memkit.copy_warn = 1e6)
+  Z <- X
+  expect_no_warning(Z[1, 1] <- 1)
+  expect_identical(X[1, 1], 0)
+})
+
 test_that("fm_flush() puts every write on disk for a new process", {
   path <- fm_path()
   X <- fm_create(path, 10, 3)
