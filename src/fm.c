@@ -53,7 +53,6 @@
 #define HEADER_ALIGN 4096
 #define FM_VERSION 1u
 #define BYTE_ORDER_PROBE 0x01020304u
-static const char magic[8] = {'M', 'E', 'M', 'K', 'I', 'T', 'F', 'M'};
 
 size_t fm_elt_size(int type) {
   switch (type) {
@@ -65,6 +64,8 @@ size_t fm_elt_size(int type) {
 }
 
 #ifndef _WIN32
+
+static const char magic[8] = {'M', 'E', 'M', 'K', 'I', 'T', 'F', 'M'};
 
 static int type_code(int type) {
   switch (type) {
@@ -146,9 +147,12 @@ static void set_dim(SEXP x, double nrow, double ncol) {
 
 /* ---- the mapping's owner ---------------------------------------------------- */
 
+/* Used by the finalizer and on error paths, where nothing can be signalled:
+ * munmap fails only for an invalid range, and close() of a descriptor that
+ * was only read from, or whose mapping was already synced by fm_flush(),
+ * loses nothing. */
 static void unmap(fm_map *m) {
   if (m->base != NULL) {
-    /* A finalizer cannot signal; munmap fails only for an invalid range. */
     munmap(m->base, m->map_len);
     m->base = NULL;
   }
@@ -552,14 +556,13 @@ SEXP ffi_fm_header(SEXP path) {
   off_t size;
   open_fd(m, p, FM_READ, &size);
   header_t h;
-  unsigned char *dn = NULL;
-  read_header(m, p, size, &h, &dn);
+  read_header(m, p, size, &h, NULL);
+  /* The descriptor stays owned by xp while R allocates (which may longjmp),
+   * so nothing leaks; the dimnames are read straight into the R vector. */
+  SEXP blob = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) h.dn_len)); nprot++;
+  if (h.dn_len > 0 && read_full(m->fd, RAW(blob), (size_t) h.dn_len, HEADER_FIXED) != 0)
+    FAIL_SYS(m, errno ? errno : EIO, p, "Can't read the header of '%s'", p);
   unmap(m);
-  /* From here R may allocate and longjmp: dn must be freed first. */
-  SEXP blob = Rf_allocVector(RAWSXP, (R_xlen_t) h.dn_len);
-  if (h.dn_len > 0) memcpy(RAW(blob), dn, (size_t) h.dn_len);
-  free(dn);
-  PROTECT(blob); nprot++;
   char sum[17];
   checksum_string(h.checksum, sum);
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
