@@ -90,7 +90,7 @@ run_huge <- function() {
   unlink(hp)
   writeLines(c(
     sprintf("Machine RAM: %s. File: %s x 100 doubles, %s on disk (%.2fx RAM).",
-            format(mem_bytes(ram)), format(hn, big.mark = ","), format(fsize), as.numeric(fsize) / ram),
+            format(mem_bytes(ram)), format(hn, big.mark = ",", scientific = FALSE), format(fsize), as.numeric(fsize) / ram),
     "",
     "| step | figure |", "|---|---|",
     sprintf("| create, fill 100 columns, fm_flush() | %.0f s |", t_make),
@@ -270,7 +270,7 @@ lines <- c(
   sprintf("Packages: memkit %s, bigmemory %s, ff %s, bigstatsr %s.", ver("memkit"), ver("bigmemory"),
           ver("ff"), ver("bigstatsr")),
   sprintf("Matrix: %s x %d doubles (%s), page cache warm, all tools in one R process. The baseline of each",
-          format(nrow, big.mark = ","), ncol, format(mem_bytes(bytes))),
+          format(nrow, big.mark = ",", scientific = FALSE), ncol, format(mem_bytes(bytes))),
   "operation is the first row (writeBin() for creation, the in-memory matrix otherwise).",
   if (any(!peers)) sprintf("Not installed, so skipped: %s.", paste(names(peers)[!peers], collapse = ", ")),
   "",
