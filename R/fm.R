@@ -69,7 +69,7 @@
 #' @examples
 #' path <- tempfile(fileext = ".fm")
 #' X <- fm_create(path, nrow = 1000, ncol = 5)
-#' X[, 2] <- rnorm(1000)       # written to the file
+#' fm_write(X, rnorm(1000), j = 2)   # written to the file
 #' colSums(X)
 #' is.matrix(X)
 #'
