@@ -7,6 +7,7 @@
 #include <R_ext/Visibility.h>
 
 #include "memkit.h"
+#include "fm.h"
 
 /* The detour through void (*)(void) is the portable way to say "any function"
  * and keeps -Wcast-function-type quiet. */
@@ -23,6 +24,15 @@ static const R_CallMethodDef call_methods[] = {
   /* session */
 
   /* file-backed matrices */
+  CALLDEF(ffi_fm_create, 7),
+  CALLDEF(ffi_fm_header, 1),
+  CALLDEF(ffi_fm_open, 9),
+  CALLDEF(ffi_fm_fill, 5),
+  CALLDEF(ffi_fm_write, 4),
+  CALLDEF(ffi_fm_read, 3),
+  CALLDEF(ffi_fm_flush, 1),
+  CALLDEF(ffi_fm_info, 1),
+  CALLDEF(ffi_fm_is, 1),
 
   /* GC tracing */
 
@@ -35,4 +45,7 @@ void attribute_visible R_init_memkit(DllInfo *dll) {
   R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
   R_useDynamicSymbols(dll, FALSE);
   R_forceSymbols(dll, TRUE);
+  /* file-backed matrices: the ALTREP classes must exist before anything is
+   * unserialized. */
+  fm_init_altrep(dll);
 }

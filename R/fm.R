@@ -1,0 +1,627 @@
+#' File-backed matrices
+#'
+#' A file-backed matrix is an ordinary R matrix whose data is a memory-mapped
+#' file: `is.matrix()` is `TRUE`, `typeof()` is its storage type, and base R
+#' functions (`colSums()`, `rowSums()`, `sum()`, `mean()`, `range()`, `%*%`,
+#' `crossprod()`, `[`) read the file directly, without copying it into
+#' memory. Only the pages in use occupy memory, and the operating system can
+#' drop them again, so the matrix can be larger than the machine's memory.
+#'
+#' * `fm_create()` makes a new file, reserves all its disk space at once (a full
+#'   disk is an error here, never a crash later), and returns the matrix open
+#'   for writing. Its cells start as zero (`0`, `0L`, `FALSE`, `00`) unless
+#'   `init` is given.
+#' * `fm_open()` maps an existing file: a memkit file (its header says what it
+#'   holds), or a headerless file of raw column-major data, such as a bigmemory
+#'   backing file, a bigstatsr `.bk` file or a numpy array in Fortran order,
+#'   given `type`, `nrow`, `ncol` and `offset`.
+#' * `as_fm()` writes a matrix, a data frame or a vector (as one column) to a
+#'   new file, block by block.
+#'
+#' @section Modes and copies:
+#' In mode `"r"` the file is never modified. A change R makes to the matrix
+#' (`X[1, 1] <- 0`) gives a private copy-on-write copy: only the pages written
+#' cost memory, and the copy is saved by value (it is no longer the file).
+#'
+#' In mode `"rw"`, modifying the variable in place (`X[i, j] <- v` at top level,
+#' when `X` is not shared with another variable) writes to the file.
+#' [fm_write()] always writes to the file, also inside functions, where R's
+#' rules would otherwise make a copy. A copy (`Y <- X; Y[1, 1] <- 0`) never
+#' changes the file and never sees later writes to `X`: in mode `"rw"` it is an
+#' ordinary in-memory copy, so avoid modifying copies of large matrices (memkit
+#' warns when such a copy is larger than `getOption("memkit.copy_warn")` bytes,
+#' 64 MiB by default). Whether R changes a variable in place depends on its
+#' reference counts, and some environments (knitr, for one) keep extra
+#' references, so code that must write the file should use [fm_write()].
+#'
+#' @section Saving and sending to workers:
+#' `saveRDS()`, `serialize()` and parallel workers store a reference (the
+#' absolute path, type, dims, mode and a checksum of the header; a few hundred
+#' bytes), not the data. Reading it back reopens the file, or signals an error
+#' of class `memkit_error_file` if the file is missing or has changed. Workers
+#' on other machines need the same file at the same path.
+#'
+#' @section The file:
+#' A memkit file starts with a header of at least 4 KiB: a magic string, the
+#' format version, the type, dims, byte order, data offset, dimnames and a
+#' checksum; then the elements in column-major order, in the machine's byte
+#' order, exactly as R holds them in memory.
+#'
+#' @section Platforms:
+#' Linux and macOS. On Windows the package installs, and these functions signal
+#' an error of class `memkit_error_unsupported`.
+#'
+#' @param path Path of the file.
+#' @param nrow,ncol Numbers of rows and columns.
+#' @param type Storage type: `"double"`, `"integer"`, `"logical"` or `"raw"`.
+#' @param init `NULL` (zeros), or one value every cell starts with (e.g. `NA`).
+#' @param dimnames `NULL` or a list of row and column names, stored in the
+#'   file's header.
+#' @param overwrite If `FALSE`, an existing file at `path` is an error. If
+#'   `TRUE` it is replaced, only once the new file is complete.
+#' @return A matrix of the given type whose data is the file. `fm_create()` and
+#'   `as_fm()` return it open in mode `"rw"`.
+#' @seealso [fm_write()], [fm_apply()], [fm_info()]; `vignette("file-matrices")`.
+#' @importFrom cli cli_progress_bar cli_progress_update cli_progress_done
+#' @importFrom parallel parLapply
+#' @importFrom utils head
+#' @export
+#' @examples
+#' path <- tempfile(fileext = ".fm")
+#' X <- fm_create(path, nrow = 1000, ncol = 5)
+#' fm_write(X, rnorm(1000), j = 2)   # written to the file
+#' colSums(X)
+#' is.matrix(X)
+#'
+#' Y <- fm_open(path)          # read-only, another view of the same file
+#' identical(Y[, 2], X[, 2])
+#' unlink(path)
+fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical", "raw"),
+                      init = NULL, dimnames = NULL, overwrite = FALSE) {
+  check_fm_platform()
+  check_string(path)
+  nrow <- check_dim(nrow)
+  ncol <- check_dim(ncol)
+  type <- check_fm_type(type)
+  check_flag(overwrite)
+  check_dimnames(dimnames, nrow, ncol)
+  if (!is.null(init)) init <- check_init(init, type)
+  fm_new(path, nrow, ncol, type, dimnames, overwrite, fill = function(x) {
+    if (!is.null(init) && !identical(init, vector(type, 1L))) fill_value(x, init)
+  })
+}
+
+#' @rdname fm_create
+#' @param mode `"r"` (read-only; the default) or `"rw"` (read and write).
+#' @param offset For a headerless file, the byte where the data starts.
+#' @export
+#' @examples
+#'
+#' # A headerless file of raw doubles, e.g. written by another program
+#' raw_path <- tempfile()
+#' writeBin(as.double(1:12), raw_path)
+#' fm_open(raw_path, type = "double", nrow = 3, ncol = 4)
+#' unlink(raw_path)
+fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = NULL,
+                    offset = 0) {
+  check_fm_platform()
+  check_string(path)
+  mode <- check_choice(mode, c("r", "rw"), "mode")
+  path <- existing_file(path)
+  if (is.null(type) && is.null(nrow) && is.null(ncol)) {
+    if (!identical(offset, 0)) {
+      mk_abort("argument", "`offset` is only for headerless files (give `type`, `nrow` and `ncol`).")
+    }
+    h <- .Call(ffi_fm_header, path)
+    dn <- if (length(h$dimnames)) unserialize(h$dimnames) else NULL
+    return(.Call(ffi_fm_open, path, mode, h$type, h$nrow, h$ncol, h$offset, TRUE,
+                 h$checksum, dn))
+  }
+  if (is.null(type) || is.null(nrow)) {
+    mk_abort("argument", "A headerless file needs `type` and `nrow` (and `ncol`, or it is taken from the file's size).")
+  }
+  type <- check_fm_type(type)
+  nrow <- check_dim(nrow)
+  check_scalar_number(offset, min = 0)
+  if (offset != trunc(offset)) {
+    mk_abort("argument", sprintf("`offset` must be a whole number of bytes, not %s.", describe_value(offset)))
+  }
+  if (is.null(ncol)) {
+    avail <- file.size(path) - offset
+    cells <- avail / fm_elt_size(type)
+    ncol <- if (nrow > 0 && cells > 0) cells / nrow else 0
+    if (ncol != trunc(ncol)) {
+      mk_abort("size", sprintf(
+        "'%s' holds %s bytes after the offset: not a whole number of %s columns of %s rows; give `ncol`.",
+        path, format(avail), type, format(nrow)))
+    }
+  }
+  ncol <- check_dim(ncol)
+  .Call(ffi_fm_open, path, mode, type, nrow, ncol, as.double(offset), FALSE, NULL, NULL)
+}
+
+#' @rdname fm_create
+#' @param x For `as_fm()`: a matrix, a data frame of numeric or logical
+#'   columns, or a vector (which becomes one column).
+#' @param block_bytes Bytes copied per block (the progress bar advances per
+#'   block). `getOption("memkit.block_bytes")` or 64 MiB by default.
+#' @export
+#' @examples
+#'
+#' m <- as_fm(as.matrix(mtcars), tempfile(fileext = ".fm"))
+#' all.equal(colMeans(m), colMeans(mtcars))
+#' unlink(fm_info(m)$path)
+as_fm <- function(x, path, type = NULL, dimnames = NULL, overwrite = FALSE,
+                  block_bytes = getOption("memkit.block_bytes", 64 * 2^20)) {
+  check_fm_platform()
+  check_string(path)
+  check_flag(overwrite)
+  block_bytes <- check_block_bytes(block_bytes)
+  if (is.data.frame(x)) {
+    ok <- vapply(x, function(col) is.numeric(col) || is.logical(col), logical(1))
+    if (!all(ok)) {
+      mk_abort("type", sprintf(
+        "`x` must have only numeric or logical columns; column `%s` is %s.",
+        names(x)[!ok][1L], describe_value(x[[which(!ok)[1L]]])))
+    }
+    cols <- unclass(x)
+    dims <- c(nrow(x), length(cols))
+    dn <- list(if (.row_names_info(x) > 0L) row.names(x), names(x))
+    default_type <- if (all(vapply(cols, is.logical, logical(1)))) "logical" else
+      if (all(vapply(cols, function(v) is.integer(v) && !is.factor(v), logical(1)))) "integer" else "double"
+  } else if (is.atomic(x) && typeof(x) %in% c("double", "integer", "logical", "raw") &&
+             (is.null(dim(x)) || length(dim(x)) == 2L) && !is.factor(x)) {
+    dims <- if (is.matrix(x)) dim(x) else c(length(x), 1L)
+    dn <- if (is.matrix(x)) dimnames(x) else if (!is.null(names(x))) list(names(x), NULL)
+    default_type <- typeof(x)
+    cols <- NULL
+  } else {
+    mk_abort("type", sprintf(
+      "`x` must be a matrix, a data frame or a vector of numbers, logicals or raw bytes, not %s.",
+      describe_value(x)))
+  }
+  type <- if (is.null(type)) default_type else check_fm_type(type)
+  if (!is.null(dimnames)) dn <- dimnames
+  if (!is.null(dn) && all(vapply(dn, is.null, logical(1)))) dn <- NULL
+  if (!is.null(dn)) dn <- lapply(dn, function(v) if (!is.null(v)) as.character(v))
+  check_dimnames(dn, dims[[1L]], dims[[2L]])
+  nrow <- as.double(dims[[1L]])
+  fm_new(path, nrow, as.double(dims[[2L]]), type, dn, overwrite, fill = function(out) {
+    elt <- fm_elt_size(type)
+    if (is.null(cols)) {
+      src <- if (typeof(x) == type) x else as_type(x, type)
+      total <- as.double(length(src))
+      step <- max(1, floor(block_bytes / elt))
+      starts <- seq(0, max(total - 1, 0), by = step)
+      with_progress(length(starts), "Writing", function(tick) {
+        for (s in starts) {
+          .Call(ffi_fm_fill, out, src, s, s, min(step, total - s))
+          tick()
+        }
+      })
+    } else {
+      with_progress(length(cols), "Writing", function(tick) {
+        for (k in seq_along(cols)) {
+          v <- as_type(cols[[k]], type)
+          .Call(ffi_fm_fill, out, v, (k - 1) * nrow, 0, nrow)
+          tick()
+        }
+      })
+    }
+  })
+}
+
+#' Write into a file-backed matrix
+#'
+#' `fm_write(X, value, i, j)` is `X[i, j] <- value` written straight into the
+#' file, whatever R's copying rules would do: it works inside functions and on
+#' matrices that other variables share, and never copies the matrix. `fm_flush()`
+#' makes sure every write is on disk: a new R process that opens the file then
+#' sees them all.
+#'
+#' @param x A file-backed matrix open in mode `"rw"` (from [fm_create()],
+#'   [as_fm()] or `fm_open(mode = "rw")`).
+#' @param value Values, recycled over the cells as `[<-` recycles them. Coerced
+#'   to the matrix's type.
+#' @param i,j Rows and columns: positive numbers, logical vectors, names, or
+#'   `NULL` for all.
+#' @return `x`, invisibly.
+#' @export
+#' @examples
+#' path <- tempfile(fileext = ".fm")
+#' X <- fm_create(path, 4, 3)
+#' scale_col <- function(M, j) fm_write(M, M[, j] * 10 + 1, j = j)
+#' scale_col(X, 2)
+#' X
+#' fm_flush(X)
+#' unlink(path)
+fm_write <- function(x, value, i = NULL, j = NULL) {
+  check_is_fm(x)
+  type <- typeof(x)
+  d <- dim(x)
+  dn <- dimnames(x)
+  i <- index_arg(i, d[[1L]], dn[[1L]], "i")
+  j <- index_arg(j, d[[2L]], dn[[2L]], "j")
+  if (!(is.numeric(value) || is.logical(value) || is.raw(value)) || is.factor(value)) {
+    mk_abort("type", sprintf("`value` must be numbers, logicals or raw bytes, not %s.", describe_value(value)))
+  }
+  value <- as_type(value, type)
+  cells <- (if (is.null(i)) d[[1L]] else length(i)) * (if (is.null(j)) d[[2L]] else length(j))
+  if (cells > 0 && (length(value) == 0L || cells %% length(value) != 0)) {
+    mk_abort("argument", sprintf(
+      "`value` has %s elements, which does not divide the %s cells written.",
+      format(length(value)), format(cells)))
+  }
+  .Call(ffi_fm_write, x, value, i, j)
+  invisible(x)
+}
+
+#' @rdname fm_write
+#' @export
+fm_flush <- function(x) {
+  check_is_fm(x)
+  .Call(ffi_fm_flush, x)
+  invisible(x)
+}
+
+#' Apply a function to blocks of a file-backed matrix
+#'
+#' `fm_apply()` reads the matrix in blocks of whole columns (`margin = 2`) or
+#' whole rows (`margin = 1`) that fit in `block_bytes`, calls `FUN` on each
+#' block (an ordinary in-memory matrix), and combines the results. With a
+#' `parallel` cluster the blocks are shared among its workers; each worker is
+#' sent a reference to the file, never the data.
+#'
+#' Results are combined with `c()` when every block gives a vector without
+#' dimensions (such as `colSums`), with `cbind()` (margin 2) or `rbind()`
+#' (margin 1) when every block gives a matrix, and returned as a list (one
+#' element per block) otherwise.
+#'
+#' @param x A file-backed matrix (or any matrix).
+#' @param FUN A function of a block; `...` are passed on to it.
+#' @param ... Further arguments to `FUN`.
+#' @param margin `2` for blocks of columns, `1` for blocks of rows.
+#' @param block_bytes The most bytes of `x` in one block.
+#' @param cl `NULL`, or a cluster from [parallel::makeCluster()].
+#' @return The combined results.
+#' @export
+#' @examples
+#' X <- as_fm(matrix(runif(2000), 100), tempfile(fileext = ".fm"))
+#' all.equal(fm_apply(X, colSums, block_bytes = 4000), colSums(X))
+#' fm_apply(X, function(b) range(b), margin = 1, block_bytes = 8000)
+#' unlink(fm_info(X)$path)
+fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.block_bytes", 64 * 2^20),
+                     cl = NULL) {
+  if (!is.matrix(x)) {
+    mk_abort("type", sprintf("`x` must be a matrix, not %s.", describe_value(x)))
+  }
+  FUN <- match.fun(FUN)
+  if (!identical(margin, 1) && !identical(margin, 2) && !identical(margin, 1L) && !identical(margin, 2L)) {
+    mk_abort("argument", sprintf("`margin` must be 1 (rows) or 2 (columns), not %s.", describe_value(margin)))
+  }
+  block_bytes <- check_block_bytes(block_bytes)
+  if (!is.null(cl) && !inherits(cl, "cluster")) {
+    mk_abort("argument", sprintf("`cl` must be NULL or a cluster from parallel::makeCluster(), not %s.",
+                                 describe_value(cl)))
+  }
+  d <- dim(x)
+  n <- d[[margin]]
+  other <- d[[3L - margin]]
+  per <- max(1, floor(block_bytes / max(1, other * elt_bytes(x))))
+  blocks <- if (n == 0) list() else split(seq_len(n), ceiling(seq_len(n) / per))
+  names(blocks) <- NULL
+  if (is.null(cl)) {
+    out <- vector("list", length(blocks))
+    with_progress(length(blocks), "Applying", function(tick) {
+      for (b in seq_along(blocks)) {
+        out[[b]] <<- FUN(fm_block(x, blocks[[b]], margin), ...)
+        tick()
+      }
+    })
+  } else {
+    # Argument names that parLapply() and clusterApply() do not use themselves.
+    out <- parallel::parLapply(cl, blocks, fm_apply_worker, fm_x = x, fm_fun = FUN,
+                               fm_margin = margin, ...)
+  }
+  combine_blocks(out, margin)
+}
+
+# Runs in a worker: `x` arrives as a reference and reopens the file there.
+fm_apply_worker <- function(idx, fm_x, fm_fun, fm_margin, ...) {
+  fm_fun(fm_block(fm_x, idx, fm_margin), ...)
+}
+
+fm_block <- function(x, idx, margin) {
+  if (is_fm(x)) {
+    b <- if (margin == 2) .Call(ffi_fm_read, x, NULL, as.double(idx)) else
+      .Call(ffi_fm_read, x, as.double(idx), NULL)
+    dn <- dimnames(x)
+    if (!is.null(dn)) {
+      if (!is.null(dn[[margin]])) dn[[margin]] <- dn[[margin]][idx]
+      dimnames(b) <- dn
+    }
+    b
+  } else if (margin == 2) {
+    x[, idx, drop = FALSE]
+  } else {
+    x[idx, , drop = FALSE]
+  }
+}
+
+combine_blocks <- function(out, margin) {
+  if (length(out) == 0L) return(out)
+  is_vec <- vapply(out, function(r) is.atomic(r) && is.null(dim(r)), logical(1))
+  if (all(is_vec)) return(do.call(c, out))
+  is_mat <- vapply(out, is.matrix, logical(1))
+  if (all(is_mat)) return(do.call(if (margin == 2) cbind else rbind, out))
+  out
+}
+
+#' Columns of a file-backed matrix, fast
+#'
+#' `fm_read(X, i, j)` is `X[i, j, drop = FALSE]`, read with one block copy per
+#' column. Base R's `[` reads a file-backed matrix one element at a time
+#' through the ALTREP interface (R has no bulk path for matrix subsetting), so
+#' for blocks of whole columns `fm_read()` is several times faster.
+#'
+#' @param x A file-backed matrix.
+#' @param i,j Rows and columns: positive numbers, logical vectors, names, or
+#'   `NULL` for all.
+#' @return An ordinary in-memory matrix.
+#' @export
+#' @examples
+#' X <- as_fm(matrix(1:20, 4), tempfile(fileext = ".fm"))
+#' fm_read(X, j = 2:3)
+#' identical(fm_read(X, j = 2:3), X[, 2:3])
+#' unlink(fm_info(X)$path)
+fm_read <- function(x, i = NULL, j = NULL) {
+  check_is_fm(x)
+  d <- dim(x)
+  dn <- dimnames(x)
+  i <- index_arg(i, d[[1L]], dn[[1L]], "i")
+  j <- index_arg(j, d[[2L]], dn[[2L]], "j")
+  out <- .Call(ffi_fm_read, x, i, j)
+  if (!is.null(dn)) {
+    if (!is.null(i) && !is.null(dn[[1L]])) dn[[1L]] <- dn[[1L]][i]
+    if (!is.null(j) && !is.null(dn[[2L]])) dn[[2L]] <- dn[[2L]][j]
+    dimnames(out) <- dn
+  }
+  out
+}
+
+#' What a file-backed matrix is
+#'
+#' `fm_info()` tells where a file-backed matrix lives and how much of it is in
+#' memory now: the path, type, dims, mode, the file's size, and the bytes of
+#' the file resident in the page cache (from `mincore()`), which is what the
+#' matrix costs in memory at the moment and what the system can reclaim.
+#' `is_fm()` tells whether an object is a file-backed matrix.
+#'
+#' @param x An object.
+#' @return `fm_info()`: a list of class `fm_info` with `path`, `type`, `nrow`,
+#'   `ncol`, `mode` (`"r"`, `"rw"`, or `"copy"` for a private copy of a
+#'   read-only matrix), `header`, `offset`, `checksum`, and the sizes
+#'   `file_size`, `data_size` and `resident` as [mem_bytes]. `is_fm()`: `TRUE`
+#'   or `FALSE`.
+#' @export
+#' @examples
+#' X <- fm_create(tempfile(fileext = ".fm"), 1000, 10)
+#' fm_info(X)
+#' is_fm(X)
+#' is_fm(matrix(0, 2, 2))
+#' unlink(fm_info(X)$path)
+fm_info <- function(x) {
+  check_is_fm(x)
+  r <- .Call(ffi_fm_info, x)
+  st <- r$state
+  structure(list(
+    path = st$path, type = st$type, nrow = st$nrow, ncol = st$ncol, mode = st$mode,
+    header = st$header, offset = st$offset, checksum = st$checksum,
+    file_size = new_mem_bytes(r$file_size),
+    data_size = new_mem_bytes(st$nrow * st$ncol * fm_elt_size(st$type)),
+    resident = new_mem_bytes(r$resident)
+  ), class = "fm_info")
+}
+
+#' @export
+print.fm_info <- function(x, ...) {
+  mode <- switch(x$mode, r = "read-only", rw = "read-write", copy = "private copy of the file")
+  pct <- if (is.finite(x$file_size) && x$file_size > 0) {
+    sprintf(" (%.0f%%)", 100 * as.numeric(x$resident) / as.numeric(x$file_size))
+  } else ""
+  cat("<fm_info> ", x$path, "\n", sep = "")
+  cat(sprintf("  %-9s %s x %s %s, %s\n", "matrix", format(x$nrow, big.mark = ",", scientific = FALSE),
+              format(x$ncol, big.mark = ",", scientific = FALSE), x$type, mode))
+  cat(sprintf("  %-9s %s (data %s; %s)\n", "file", format(x$file_size), format(x$data_size),
+              if (x$header) "memkit header" else sprintf("headerless, offset %s", format(x$offset))))
+  cat(sprintf("  %-9s %s%s of the file in memory now\n", "resident", format(x$resident), pct))
+  invisible(x)
+}
+
+#' @rdname fm_info
+#' @export
+is_fm <- function(x) .Call(ffi_fm_is, x)
+
+# ---- internal helpers ---------------------------------------------------------
+
+fm_types <- c("double", "integer", "logical", "raw")
+
+fm_elt_size <- function(type) c(double = 8, integer = 4, logical = 4, raw = 1)[[type]]
+
+elt_bytes <- function(x) {
+  switch(typeof(x), double = 8, integer = 4, logical = 4, raw = 1, complex = 16, 8)
+}
+
+check_fm_platform <- function(call = sys.call(-1L)) {
+  if (.Platform$OS.type == "windows") {
+    mk_abort("unsupported", "File-backed matrices are not supported on Windows yet.", call = call)
+  }
+}
+
+check_fm_type <- function(type, call = sys.call(-1L)) {
+  if (identical(type, fm_types)) return("double")
+  if (!is.character(type) || length(type) != 1L || is.na(type) || !type %in% fm_types) {
+    mk_abort("type", sprintf(
+      "`type` must be one of \"double\", \"integer\", \"logical\" or \"raw\", not %s.",
+      describe_value(type)), call = call)
+  }
+  type
+}
+
+check_choice <- function(x, choices, arg, call = sys.call(-1L)) {
+  if (identical(x, choices)) return(choices[[1L]])
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !x %in% choices) {
+    mk_abort("argument", sprintf("`%s` must be one of %s, not %s.", arg,
+                                 paste0("\"", choices, "\"", collapse = " or "), describe_value(x)),
+             call = call)
+  }
+  x
+}
+
+check_dim <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 0 || x != trunc(x) ||
+      x > .Machine$integer.max) {
+    mk_abort("argument", sprintf(
+      "`%s` must be a whole number between 0 and %d, not %s.", arg,
+      .Machine$integer.max, describe_value(x)), call = call)
+  }
+  as.double(x)
+}
+
+check_dimnames <- function(dn, nrow, ncol, call = sys.call(-1L)) {
+  if (is.null(dn)) return(invisible())
+  ok <- is.list(dn) && length(dn) == 2L &&
+    (is.null(dn[[1L]]) || is.character(dn[[1L]]) && length(dn[[1L]]) == nrow) &&
+    (is.null(dn[[2L]]) || is.character(dn[[2L]]) && length(dn[[2L]]) == ncol)
+  if (!ok) {
+    mk_abort("argument", sprintf(
+      "`dimnames` must be NULL or a list of two: NULL or %s row names, NULL or %s column names.",
+      format(nrow), format(ncol)), call = call)
+  }
+  invisible()
+}
+
+check_init <- function(init, type, call = sys.call(-1L)) {
+  if (length(init) != 1L || !(is.numeric(init) || is.logical(init) || is.raw(init))) {
+    mk_abort("argument", sprintf("`init` must be NULL or a single value, not %s.",
+                                 describe_value(init)), call = call)
+  }
+  as_type(init, type)
+}
+
+check_block_bytes <- function(x, call = sys.call(-1L)) {
+  x <- as.numeric(mem_bytes(x))
+  if (length(x) != 1L || is.na(x) || x < 1) {
+    mk_abort("argument", "`block_bytes` must be a positive number of bytes.", call = call)
+  }
+  x
+}
+
+check_is_fm <- function(x, call = sys.call(-1L)) {
+  if (!is_fm(x)) {
+    mk_abort("type", sprintf("`x` must be a file-backed matrix, not %s.",
+                             describe_matrix(x)), call = call)
+  }
+}
+
+describe_matrix <- function(x) {
+  if (is.matrix(x)) sprintf("an in-memory %s matrix", typeof(x)) else describe_value(x)
+}
+
+as_type <- function(x, type) {
+  out <- switch(type, double = as.double(x), integer = as.integer(x),
+                logical = as.logical(x), raw = as.raw(x))
+  out
+}
+
+existing_file <- function(path, call = sys.call(-1L)) {
+  if (!file.exists(path)) {
+    mk_abort("file", sprintf("Can't open '%s': no such file.", path), call = call,
+             path = path)
+  }
+  if (dir.exists(path)) {
+    mk_abort("file", sprintf("'%s' is a directory, not a file.", path), call = call, path = path)
+  }
+  normalizePath(path, mustWork = TRUE)
+}
+
+# Positive 1-based indices as a double vector (or NULL for all).
+index_arg <- function(ix, n, names, arg, call = sys.call(-1L)) {
+  if (is.null(ix)) return(NULL)
+  if (is.logical(ix)) {
+    if (anyNA(ix) || (length(ix) != n && length(ix) != 1L)) {
+      mk_abort("argument", sprintf("`%s` as a logical must have length 1 or %s, with no NA.",
+                                   arg, format(n)), call = call)
+    }
+    return(as.double(which(rep_len(ix, n))))
+  }
+  if (is.character(ix)) {
+    pos <- match(ix, names)
+    if (anyNA(pos)) {
+      mk_abort("argument", sprintf("`%s` has names that are not in the matrix: %s.", arg,
+                                   paste0("\"", utils::head(ix[is.na(pos)], 3L), "\"", collapse = ", ")),
+               call = call)
+    }
+    return(as.double(pos))
+  }
+  if (!is.numeric(ix) || anyNA(ix) || any(ix < 1) || any(ix > n) || any(ix != trunc(ix))) {
+    mk_abort("argument", sprintf("`%s` must be whole numbers between 1 and %s.", arg, format(n)),
+             call = call)
+  }
+  as.double(ix)
+}
+
+# Create at a temporary name next to `path`, fill, then rename: a failure at any
+# point leaves no file at `path` (and an existing file there untouched).
+fm_new <- function(path, nrow, ncol, type, dimnames, overwrite, fill, call = sys.call(-1L)) {
+  dir <- dirname(path)
+  if (!dir.exists(dir)) {
+    mk_abort("file", sprintf("Can't create '%s': the directory '%s' does not exist.", path, dir),
+             call = call, path = path)
+  }
+  path <- file.path(normalizePath(dir, mustWork = TRUE), basename(path))
+  if (dir.exists(path)) {
+    mk_abort("file", sprintf("'%s' is a directory, not a file.", path), call = call, path = path)
+  }
+  if (file.exists(path) && !overwrite) {
+    mk_abort("file", sprintf("'%s' already exists; use `overwrite = TRUE` to replace it.", path),
+             call = call, path = path)
+  }
+  tmp <- file.path(dirname(path), paste0(".", basename(path), basename(tempfile(".tmp-"))))
+  done <- FALSE
+  on.exit(if (!done) unlink(tmp), add = TRUE)
+  blob <- if (is.null(dimnames)) raw() else serialize(dimnames, NULL, xdr = TRUE, version = 3L)
+  x <- .Call(ffi_fm_create, path, tmp, type, nrow, ncol, blob, dimnames)
+  fill(x)
+  if (!file.rename(tmp, path)) {
+    mk_abort("file", sprintf("Can't create '%s': renaming the new file into place failed.", path),
+             call = call, path = path)
+  }
+  done <- TRUE
+  x
+}
+
+fill_value <- function(x, value) {
+  total <- as.double(length(x))
+  step <- max(1, floor(getOption("memkit.block_bytes", 64 * 2^20) / fm_elt_size(typeof(x))))
+  starts <- seq(0, max(total - 1, 0), by = step)
+  with_progress(length(starts), "Filling", function(tick) {
+    for (s in starts) {
+      .Call(ffi_fm_fill, x, value, s, 0, min(step, total - s))
+      tick()
+    }
+  })
+}
+
+# Runs body(tick) with a cli progress bar over `n` steps when there is more
+# than one step and progress is on.
+with_progress <- function(n, what, body) {
+  if (n > 1L && mk_progress_enabled()) {
+    id <- cli::cli_progress_bar(what, total = n, .envir = environment())
+    body(function() cli::cli_progress_update(id = id, .envir = environment()))
+    cli::cli_progress_done(id = id)
+  } else {
+    body(function() NULL)
+  }
+  invisible()
+}
