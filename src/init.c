@@ -19,6 +19,9 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_utils_rss, 0),
 
   /* sizes */
+  CALLDEF(ffi_size_cells, 1),
+  CALLDEF(ffi_size_each, 1),
+  CALLDEF(ffi_size_stats, 1),
 
   /* session */
 

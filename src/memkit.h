@@ -18,6 +18,9 @@ SEXP ffi_utils_now(void);
 SEXP ffi_utils_rss(void);
 
 /* ---- sizes (src/size.c) --------------------------------------------------- */
+SEXP ffi_size_cells(SEXP objs);
+SEXP ffi_size_each(SEXP objs);
+SEXP ffi_size_stats(SEXP objs);
 
 /* ---- session (src/retained.c) -------------------------------------------- */
 

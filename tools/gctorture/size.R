@@ -1,0 +1,20 @@
+# Cases for src/size.c.
+cases$ffi_size_cells <- function() {
+  x <- list(runif(5), "memkit-gct", list(1:3))
+  r <- .Call(ns$ffi_size_cells, list(x, x))
+  # list 4 + runif 8 + STRSXP 1 + CHARSXP 2 + list 1 + compact 1:3 (data1: 3 doubles) 4
+  stopifnot(is.double(r), length(r) == 4L, r[[1L]] == 7, r[[2L]] == 20)
+  e <- new.env(parent = emptyenv())
+  e$self <- e
+  r <- .Call(ns$ffi_size_cells, list(e))
+  stopifnot(r[[1L]] >= 3)
+}
+cases$ffi_size_each <- function() {
+  x <- runif(5)
+  r <- .Call(ns$ffi_size_each, list(x, list(x, x), 1:1e6))
+  stopifnot(identical(r, c(112, 112 + 48 + 16, 56 + 48 + 32)))
+}
+cases$ffi_size_stats <- function() {
+  r <- .Call(ns$ffi_size_stats, list(list(1, 2, list(3))))
+  stopifnot(is.double(r), length(r) == 3L, r[[1L]] == 5, r[[2L]] > 0)
+}
