@@ -22,6 +22,8 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_size_cells, 1),
   CALLDEF(ffi_size_each, 1),
   CALLDEF(ffi_size_stats, 1),
+  CALLDEF(ffi_size_tree, 3),
+  CALLDEF(ffi_size_by_type, 1),
 
   /* session */
 

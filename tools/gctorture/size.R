@@ -18,3 +18,16 @@ cases$ffi_size_stats <- function() {
   r <- .Call(ns$ffi_size_stats, list(list(1, 2, list(3))))
   stopifnot(is.double(r), length(r) == 3L, r[[1L]] == 5, r[[2L]] > 0)
 }
+cases$ffi_size_tree <- function() {
+  x <- list(a = runif(10), b = list(c = "memkit-gct"), f = y ~ x)
+  r <- .Call(ns$ffi_size_tree, x, 3L, 0)
+  stopifnot(is.list(r), length(r$total) >= 5L, is.na(r$parent[[1L]]),
+            r$total[[1L]] == .Call(ns$ffi_size_cells, list(x))[[3L]],
+            all(r$self <= r$total))
+}
+cases$ffi_size_by_type <- function() {
+  x <- list(a = runif(10), f = factor(c("memkit-u", "memkit-v")))
+  r <- .Call(ns$ffi_size_by_type, x)
+  stopifnot(sum(r$bytes) == .Call(ns$ffi_size_cells, list(x))[[3L]],
+            "factor" %in% r$class, sum(r$count) == .Call(ns$ffi_size_cells, list(x))[[1L]])
+}
