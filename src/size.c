@@ -804,6 +804,7 @@ typedef struct { mk_ptrset *dups; int shared; } shared_hook_data;
 
 static void shared_hook(void *data, SEXP x, const mk_cost *cost) {
   shared_hook_data *d = data;
+  (void) cost;
   if (!d->shared && mk_ptrset_has(d->dups, x)) d->shared = 1;
 }
 
