@@ -119,8 +119,15 @@ dots_names <- function(objs, exprs) {
 #' mem_tree(make_formula())
 #' plot(mem_tree(fit))
 mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
+  call <- sys.call()
   check_scalar_number(max_depth, min = 0)
-  if (is.character(min_bytes)) min_bytes <- mem_bytes(min_bytes)
+  if (is.character(min_bytes) && length(min_bytes) == 1L && !is.na(min_bytes)) {
+    min_bytes <- tryCatch(as.numeric(mem_bytes(min_bytes)), memkit_error = function(e) {
+      mk_abort("argument", sprintf(
+        "`min_bytes` must be a number of bytes or a size such as \"1 MB\", not %s.",
+        describe_value(min_bytes)), call = call)
+    })
+  }
   check_scalar_number(min_bytes, min = 0)
   root <- substitute(x)
   root <- if (is.symbol(root)) as.character(root) else "x"
@@ -187,7 +194,7 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
               rows, if (rows == 1L) "" else "s"), "\n", sep = "")
   if (rows == 0L) return(invisible(x))
   show <- seq_len(min(n, rows))
-  utf8 <- isTRUE(l10n_info()[["UTF-8"]])
+  utf8 <- use_unicode()
   indent <- vapply(x$depth[show], function(d) strrep("  ", d), "")
   lab <- paste0(indent, x$label[show])
   lab <- ifelse(nchar(lab) > 40, paste0(substr(lab, 1, 39), if (utf8) "\u2026" else "~"), lab)
@@ -295,7 +302,7 @@ print.mem_by_type <- function(x, ...) {
   cat(sprintf("<mem_by_type> %s in %s nodes\n", format(sum(x$bytes)),
               format(sum(x$count), big.mark = ",", scientific = FALSE)))
   if (nrow(x) == 0L) return(invisible(x))
-  utf8 <- isTRUE(l10n_info()[["UTF-8"]])
+  utf8 <- use_unicode()
   what <- ifelse(is.na(x$class), x$type, paste0(x$type, " <", x$class, ">"))
   bars <- vapply(x$share, function(s) {
     k <- max(0, min(10, round(s * 10)))
@@ -306,4 +313,10 @@ print.mem_by_type <- function(x, ...) {
                   format(x$bytes), bars, sprintf("%.0f%%", 100 * x$share))
   cat(line, sep = "\n")
   invisible(x)
+}
+
+# Bars and ellipses in Unicode where the console can show them; the cli.unicode
+# option (which testthat sets) decides when given.
+use_unicode <- function() {
+  isTRUE(getOption("cli.unicode", l10n_info()[["UTF-8"]]))
 }
