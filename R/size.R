@@ -102,7 +102,7 @@ dots_names <- function(objs, exprs) {
 #'   `type` ([typeof()]), `class` (first class, or `NA`), `self` and `total`
 #'   ([mem_bytes]), `share` (`total` as a fraction of the whole), `shared`,
 #'   and `note` (compact vectors, external pointers whose memory is unknown,
-#'   active bindings, which are never called, and promises, never forced).
+#'   active bindings, which are never called, and promises: "not forced" or "evaluated"; measuring never forces them).
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
@@ -150,7 +150,7 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
   whole <- if (n) total[[1L]] else 0
   if (n) res$shared[[1L]] <- FALSE # the whole object: nothing outside it here
   notes <- c("", "compact", "external memory unknown", "active binding, not called",
-             "promise, not forced")
+             "not forced", "evaluated")
   out <- data.frame(
     path = path, depth = res$depth, parent = res$parent, type = res$type,
     class = res$class, self = new_mem_bytes(res$self), total = new_mem_bytes(total),
@@ -188,7 +188,26 @@ tree_step <- function(kind, name, index, parent_type) {
 }
 
 #' @export
+as.data.frame.mem_tree <- function(x, ...) {
+  class(x) <- "data.frame"
+  x
+}
+
+#' @export
+as.data.frame.mem_by_type <- function(x, ...) {
+  class(x) <- "data.frame"
+  x
+}
+
+#' @param n Rows to print.
+#' @param width Width of the printed lines.
+#' @param ... Not used.
+#' @rdname mem_tree
+#' @export
 print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
+  if (!all(c("label", "depth", "total", "share", "type", "class", "shared", "note") %in% names(x))) {
+    return(NextMethod())
+  }
   rows <- nrow(x)
   cat(sprintf("<mem_tree> %s in %d component%s", format(if (rows) x$total[[1L]] else mem_bytes(0)),
               rows, if (rows == 1L) "" else "s"), "\n", sep = "")
@@ -217,8 +236,11 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
   invisible(x)
 }
 
+#' @param labels Whether to label the components wide enough to hold one.
+#' @param main Title of the plot.
 #' @importFrom graphics plot.new plot.window rect text title legend par
 #' @importFrom grDevices hcl.colors
+#' @rdname mem_tree
 #' @export
 plot.mem_tree <- function(x, labels = TRUE, main = NULL, ...) {
   n <- nrow(x)
@@ -299,6 +321,7 @@ mem_by_type <- function(x) {
 
 #' @export
 print.mem_by_type <- function(x, ...) {
+  if (!all(c("type", "class", "count", "bytes", "share") %in% names(x))) return(NextMethod())
   cat(sprintf("<mem_by_type> %s in %s nodes\n", format(sum(x$bytes)),
               format(sum(x$count), big.mark = ",", scientific = FALSE)))
   if (nrow(x) == 0L) return(invisible(x))
@@ -319,4 +342,11 @@ print.mem_by_type <- function(x, ...) {
 # option (which testthat sets) decides when given.
 use_unicode <- function() {
   isTRUE(getOption("cli.unicode", l10n_info()[["UTF-8"]]))
+}
+
+# What walking x costs the walker itself: nodes walked, bytes the walker holds
+# at the end (pointer set, stack), deepest stack. Used by bench/size.R.
+walk_stats <- function(x) {
+  r <- .Call(ffi_size_stats, list(x))
+  c(nodes = r[[1L]], bytes = r[[2L]], depth = r[[3L]])
 }

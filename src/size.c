@@ -644,7 +644,7 @@ SEXP ffi_size_stats(SEXP objs) {
 /* How a component is reached from its parent; R builds the path from it. */
 enum { K_ROOT, K_ELEMENT, K_ATTR, K_SLOT, K_BINDING, K_FORMALS, K_BODY, K_ENV, K_PARENT };
 /* Notes on a component. */
-enum { N_NONE, N_ALTREP, N_EXTPTR, N_ACTIVE, N_PROMISE };
+enum { N_NONE, N_ALTREP, N_EXTPTR, N_ACTIVE, N_PROMISE, N_FORCED };
 
 typedef struct {
   SEXP node, name;            /* name: a CHARSXP or NULL */
@@ -711,7 +711,10 @@ static SEXP first_class(SEXP x) {
 static int node_note(SEXP x) {
   if (ALTREP(x)) return N_ALTREP;
   if (TYPEOF(x) == EXTPTRSXP) return N_EXTPTR;
-  if (TYPEOF(x) == PROMSXP) return N_PROMISE;
+  if (TYPEOF(x) == PROMSXP) {
+    /* An unevaluated promise's value is R_UnboundValue. */
+    return (!mk_cell_immediate(x) && mk_field1(x) == R_UnboundValue) ? N_PROMISE : N_FORCED;
+  }
   return N_NONE;
 }
 
