@@ -133,19 +133,15 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
   root <- if (is.symbol(root)) as.character(root) else "x"
   res <- .Call(ffi_size_tree, x, as.integer(min(max_depth, 1e6)), as.double(min_bytes))
   n <- length(res$parent)
-  path <- label <- character(n)
-  ptype <- res$type[res$parent]
-  for (i in seq_len(n)) {
-    if (is.na(res$parent[[i]])) {
-      path[[i]] <- root
-      label[[i]] <- root
-      next
-    }
-    p <- path[[res$parent[[i]]]]
-    step <- tree_step(res$kind[[i]], res$name[[i]], res$index[[i]], ptype[[i]])
-    path[[i]] <- sprintf(step, p)
-    label[[i]] <- sprintf(step, if (startsWith(step, "%s")) "" else "*")
+  step <- tree_steps(res$kind, res$name, res$index, res$type[res$parent])
+  # Paths level by level: a parent is always one level up.
+  path <- character(n)
+  path[res$depth == 0L] <- root
+  for (d in seq_len(max(c(0L, res$depth)))) {
+    at <- which(res$depth == d)
+    path[at] <- paste0(step$pre[at], path[res$parent[at]], step$post[at])
   }
+  label <- ifelse(is.na(res$parent), root, paste0(step$pre, ifelse(nzchar(step$pre), "*", ""), step$post))
   total <- res$total
   whole <- if (n) total[[1L]] else 0
   if (n) res$shared[[1L]] <- FALSE # the whole object: nothing outside it here
@@ -161,30 +157,33 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
   structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth)
 }
 
-# How a component is reached from its parent, as a format with %s for the
-# parent's path.
-tree_step <- function(kind, name, index, parent_type) {
-  has_name <- !is.na(name) && nzchar(name)
-  syntactic <- has_name && make.names(name) == name
-  quoted <- if (has_name) encodeString(name, quote = "\"") else ""
-  switch(kind + 1L,
-    "%s",
-    # element
-    if (parent_type %in% c("list", "expression") && syntactic) paste0("%s$", name)
-    else if (parent_type %in% c("list", "expression") && has_name) paste0("%s[[", quoted, "]]")
-    else paste0("%s[[", format(index, scientific = FALSE), "]]"),
-    # attribute
-    if (identical(name, ".Environment")) "environment(%s)"
-    else paste0("attr(%s, ", quoted, ")"),
-    # slot
-    paste0("%s@", if (syntactic) name else paste0("`", name, "`")),
-    # binding
-    if (syntactic) paste0("%s$", name) else paste0("%s[[", quoted, "]]"),
-    "formals(%s)",
-    "body(%s)",
-    "environment(%s)",
-    "parent.env(%s)"
-  )
+# How each component is reached from its parent: the text before and after
+# the parent's path (`attr(` p `, "names")`, `` p `$coef`).
+tree_steps <- function(kind, name, index, parent_type) {
+  n <- length(kind)
+  has_name <- !is.na(name) & nzchar(name)
+  nm <- ifelse(has_name, name, "")
+  syntactic <- has_name & make.names(nm) == nm
+  quoted <- ifelse(has_name, encodeString(nm, quote = "\""), "")
+  in_list <- parent_type %in% c("list", "expression")
+  element <- ifelse(in_list & syntactic, paste0("$", nm),
+                    ifelse(in_list & has_name, paste0("[[", quoted, "]]"),
+                           paste0("[[", sprintf("%.0f", index), "]]")))
+  binding <- ifelse(syntactic, paste0("$", nm), paste0("[[", quoted, "]]"))
+  slot <- paste0("@", ifelse(syntactic, nm, paste0("`", nm, "`")))
+  is_env_attr <- kind == 2L & nm == ".Environment"
+  pre <- rep("", n)
+  post <- rep("", n)
+  fun <- c("formals(", "body(", "environment(", "parent.env(")
+  k <- kind %in% 5:8
+  pre[k] <- fun[kind[k] - 4L]
+  post[k] <- ")"
+  pre[kind == 2L] <- ifelse(is_env_attr[kind == 2L], "environment(", "attr(")
+  post[kind == 2L] <- ifelse(is_env_attr[kind == 2L], ")", paste0(", ", quoted[kind == 2L], ")"))
+  post[kind == 1L] <- element[kind == 1L]
+  post[kind == 3L] <- slot[kind == 3L]
+  post[kind == 4L] <- binding[kind == 4L]
+  list(pre = pre, post = post)
 }
 
 #' @export

@@ -956,6 +956,7 @@ static SEXP tree_body(void *data) {
   }
   /* Breadth first: rows are appended as their parents are expanded. */
   for (size_t r = 0; r < c->nrows; r++) {
+    if (r % 1024 == 1023) R_CheckUserInterrupt();
     SEXP x = c->rows[r].node;
     c->rows[r].self = component_self(c, x);
     if (c->rows[r].depth >= c->max_depth) continue;
