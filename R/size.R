@@ -101,8 +101,10 @@ dots_names <- function(objs, exprs) {
 #'   reaches the component from `x`), `depth`, `parent` (row of the parent),
 #'   `type` ([typeof()]), `class` (first class, or `NA`), `self` and `total`
 #'   ([mem_bytes]), `share` (`total` as a fraction of the whole), `shared`,
-#'   and `note` (compact vectors, external pointers whose memory is unknown,
-#'   active bindings, which are never called, and promises: "not forced" or "evaluated"; measuring never forces them).
+#'   `note` and `label` (the last step of the path, as printed). `note` marks
+#'   compact vectors, external pointers (the memory behind them is unknown),
+#'   active bindings (never called) and promises ("not forced" or
+#'   "evaluated"; measuring never forces them).
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
