@@ -135,7 +135,10 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
   root <- if (is.symbol(root)) as.character(root) else "x"
   res <- .Call(ffi_size_tree, x, as.integer(min(max_depth, 1e6)), as.double(min_bytes))
   n <- length(res$parent)
-  step <- tree_steps(res$kind, res$name, res$index, res$type[res$parent])
+  # `x$a` reaches only the first of two elements named "a": index the others.
+  key <- paste(res$parent, res$kind, res$name)
+  dup <- res$kind == 1L & (duplicated(key) | duplicated(key, fromLast = TRUE))
+  step <- tree_steps(res$kind, ifelse(dup, NA_character_, res$name), res$index, res$type[res$parent])
   # Paths level by level: a parent is always one level up.
   path <- character(n)
   path[res$depth == 0L] <- root

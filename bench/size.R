@@ -58,6 +58,10 @@ work$lm <- list(
 rm(d)
 invisible(gc())
 
+# What the walker holds before it has seen anything (its struct, the first
+# stack and set, the string cache): the part of its memory that does not grow.
+fixed <- memkit:::walk_stats(NULL)[["bytes"]]
+
 rows <- list()
 for (nm in names(work)) {
   w <- work[[nm]]
@@ -78,7 +82,8 @@ for (nm in names(work)) {
     vs_lobstr = t_lo / t_mk, vs_object.size = t_mk / t_os,
     comparable = w$comparable,
     memkit_bytes = size_mk, lobstr_bytes = size_lo, object.size_bytes = size_os,
-    nodes = st[["nodes"]], walk_bytes = st[["bytes"]], walk_bytes_per_node = st[["bytes"]] / st[["nodes"]],
+    nodes = st[["nodes"]], walk_bytes = st[["bytes"]],
+    walk_bytes_per_node = (st[["bytes"]] - fixed) / st[["nodes"]],
     stringsAsFactors = FALSE
   )
 }
@@ -124,12 +129,16 @@ md <- c(
           paste(sprintf("%s %.2fx (%s)", names(work)[res$comparable], res$vs_object.size[res$comparable],
                         met(goal_os[res$comparable])), collapse = "; ")),
   sprintf("- The walk's own memory at most 16 bytes per node: %s.",
-          paste(sprintf("%s %.1f B over %s nodes (%s)", names(work), res$walk_bytes_per_node,
-                        format(res$nodes, big.mark = ","), met(goal_mem)), collapse = "; ")),
+          paste(sprintf("%s %.1f B per node over %s nodes, %s in all (%s)", names(work),
+                        res$walk_bytes_per_node, format(res$nodes, big.mark = ","),
+                        fmt_b(res$walk_bytes), met(goal_mem)), collapse = "; ")),
   "",
-  "Walk memory is the pointer set, the explicit stack and the walker itself at the",
-  "end of the walk. The set holds 1.33 to 2 slots of 8 bytes per node; while it",
-  "grows, the old and the new table exist together for a moment.",
+  sprintf(paste("Walk memory is the pointer set, the explicit stack and the walker itself at the",
+                "end of the walk; per node, less the %s the walker holds before it has seen",
+                "anything. The set holds 1.33 to 2 slots of 8 bytes per node (lists and hash",
+                "tables reserve theirs at once); while it grows, the old and the new table exist",
+                "together for a moment. An environment's binding cells and hash table are counted",
+                "without entering the set."), fmt_b(fixed)),
   "object.size() is not comparable on the environment (it reports 56 bytes for any",
   "environment) nor on the lm (it counts shared vectors once per reference, skips",
   "the formula's environment and expands the deferred row names it meets: it is",

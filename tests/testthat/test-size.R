@@ -408,3 +408,9 @@ test_that("the tricky objects of the research note are measured without error", 
   # A growable vector counts its capacity: R over-allocated on gr[n + 1] <- 1.
   expect_gt(res$value$gr[["vcells"]], 1e5 + 1)
 })
+
+test_that("mem_tree() indexes elements whose names are not unique", {
+  x <- list(a = 1, a = 2, `b c` = 3, 4)
+  expect_setequal(mem_tree(x)$path,
+                  c("x", "attr(x, \"names\")", "x[[1]]", "x[[2]]", "x[[\"b c\"]]", "x[[4]]"))
+})
