@@ -107,12 +107,13 @@ static int is_global_slow(SEXP x) {
     if (x == R_GlobalEnv || x == R_BaseEnv || x == R_EmptyEnv ||
         x == R_BaseNamespace)
       return 1;
+    /* The search path first: it also holds user databases (attach()ed
+     * object tables), whose lookups would run R code. */
+    if (on_search_path(x) || R_IsPackageEnv(x)) return 1;
     /* R_IsNamespaceEnv() looks up `.__NAMESPACE__.`; never let it call an
      * active binding of that name. */
-    if (R_existsVarInFrame(x, R_NamespaceEnvSymbol) &&
-        !R_BindingIsActive(R_NamespaceEnvSymbol, x) && R_IsNamespaceEnv(x))
-      return 1;
-    return R_IsPackageEnv(x) || on_search_path(x);
+    return R_existsVarInFrame(x, R_NamespaceEnvSymbol) &&
+      !R_BindingIsActive(R_NamespaceEnvSymbol, x) && R_IsNamespaceEnv(x);
   default:
     return 0;
   }
