@@ -348,7 +348,7 @@ use_unicode <- function() {
   isTRUE(getOption("cli.unicode", l10n_info()[["UTF-8"]]))
 }
 
-# What walking x costs the walker itself: nodes walked, bytes the walker holds
+# What walking x costs the walker itself: nodes counted, bytes the walker holds
 # at the end (pointer set, stack), deepest stack. Used by bench/size.R.
 walk_stats <- function(x) {
   r <- .Call(ffi_size_stats, list(x))
