@@ -43,7 +43,7 @@
  * These read the fields through a mirror of R's node header (Defn.h:
  * SEXPREC_HEADER and the three-pointer union, unchanged since R 3.5), so
  * they add no symbol to the library. size.c checks the mirror against the
- * API once per session (layout_ok()) and refuses to walk if it disagrees. */
+ * API once per session (check_layout()) and refuses to walk if it disagrees. */
 #ifndef R_NO_REMAP
 # define R_NO_REMAP
 #endif
