@@ -20,6 +20,11 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_utils_rss, 0),
 
   /* sizes */
+  CALLDEF(ffi_size_cells, 1),
+  CALLDEF(ffi_size_each, 1),
+  CALLDEF(ffi_size_stats, 1),
+  CALLDEF(ffi_size_tree, 3),
+  CALLDEF(ffi_size_by_type, 1),
 
   /* session */
 

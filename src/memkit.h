@@ -18,6 +18,11 @@ SEXP ffi_utils_now(void);
 SEXP ffi_utils_rss(void);
 
 /* ---- sizes (src/size.c) --------------------------------------------------- */
+SEXP ffi_size_cells(SEXP objs);
+SEXP ffi_size_each(SEXP objs);
+SEXP ffi_size_stats(SEXP objs);
+SEXP ffi_size_tree(SEXP x, SEXP max_depth, SEXP min_bytes);
+SEXP ffi_size_by_type(SEXP x);
 
 /* ---- session (src/retained.c) -------------------------------------------- */
 
