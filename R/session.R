@@ -228,8 +228,10 @@ print.mem_gc <- function(x, ...) {
 #' @return A data frame of class `mem_ls` with columns `name`, `class`,
 #'   `size` and `retained` ([mem_bytes]), and `shares`, a list of the names
 #'   of the other bindings each one shares memory with. Attributes `total`
-#'   (combined size) and `total_retained` (what removing every binding would
-#'   free, with its `cells`).
+#'   (combined size), `total_retained` (what removing every binding would
+#'   free, with its `cells`) and `walk`: the nodes marked as reachable from
+#'   elsewhere, the nodes reachable only from the bindings, and the bytes the
+#'   walk used.
 #' @export
 #' @examples
 #' e <- new.env()
@@ -271,7 +273,7 @@ mem_ls <- function(envir = parent.frame()) {
     class = c("mem_ls", "data.frame"),
     total = new_mem_bytes(totals[[1L]]),
     total_retained = retained_bytes(totals[2:4]),
-    envir = format_env(envir)
+    walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
   )
 }
 
@@ -335,6 +337,12 @@ mem_rm <- function(..., list = character(), envir = parent.frame()) {
   names <- unique(c(vapply(dots, as.character, character(1)), list))
   check_binding_names(names, envir, arg = if (length(dots)) "..." else "list")
   predicted <- .Call(ffi_retained_size, envir, names, session_roots(envir))
+  if (is.null(session_state$warm)) {
+    # The first run of the counting code in a session allocates a cell for
+    # good (between its counts): run it once on nothing.
+    count_freed(character(), envir)
+    session_state$warm <- TRUE
+  }
   freed <- count_freed(names, envir)
   structure(
     list(
@@ -346,15 +354,17 @@ mem_rm <- function(..., list = character(), envir = parent.frame()) {
   )
 }
 
+session_state <- new.env(parent = emptyenv())
+
 # Cells that removing `names` from envir and a full collection free.
 # Everything the counting keeps alive (`cells` and its indices) exists
 # before the first count, so nothing is alive at the second count that was
-# not at the first; rm is forced first (base R is lazy-loaded: a first call
-# would load its code between the counts).
+# not at the first. rm() runs once before, removing nothing: the first call
+# of rm() in a session allocates for good (base R is lazy-loaded), and that
+# must not fall between the counts.
 count_freed <- function(names, envir) {
   force(names)
-  force(envir)
-  force(rm)
+  rm(list = character(), envir = envir)
   cells <- numeric(4) # not c(0, 0, 0, 0): the compiler makes that a constant
   first <- 1:2
   second <- 3:4
@@ -382,8 +392,9 @@ print.mem_rm <- function(x, ...) {
   cat(sprintf("<mem_rm> removed %s\n", paste(x$names, collapse = ", ")))
   fmt <- function(b) {
     cells <- attr(b, "cells")
-    sprintf("%s (%s Ncells, %s Vcells)", format(b), format(cells[[1L]], big.mark = ","),
-            format(cells[[2L]], big.mark = ","))
+    sprintf("%s (%s Ncells, %s Vcells)", format(b),
+            format(cells[[1L]], big.mark = ",", scientific = FALSE),
+            format(cells[[2L]], big.mark = ",", scientific = FALSE))
   }
   cat("predicted: ", fmt(x$predicted), "\n", sep = "")
   cat("freed:     ", fmt(x$freed), "\n", sep = "")
@@ -452,15 +463,22 @@ print.mem_dupes <- function(x, ...) {
   cat(sprintf("<mem_dupes> %d group%s of identical vectors, %s wasted\n", n,
               if (n == 1L) "" else "s", format(sum(x$wasted))))
   if (n == 0L) return(invisible(x))
-  paths <- vapply(x$paths, function(p) {
-    if (length(p) > 3L) p <- c(p[1:3], sprintf("+%d more", length(p) - 3L))
-    paste(p, collapse = ", ")
-  }, character(1))
   df <- data.frame(
     type = x$type, length = format(x$length, big.mark = ",", scientific = FALSE),
     size = format(x$size), copies = x$copies, wasted = format(x$wasted),
-    paths = paths, stringsAsFactors = FALSE
+    paths = "", stringsAsFactors = FALSE
   )
+  # The paths take what is left of the line.
+  room <- getOption("width", 80L) - sum(vapply(df[-6L], function(col) {
+    max(nchar(c(col, "length")))
+  }, numeric(1))) - 7L
+  df$paths <- vapply(x$paths, function(p) {
+    s <- paste(p, collapse = ", ")
+    if (nchar(s) <= room) return(s)
+    more <- sprintf(" +%d more", length(p) - 1L)
+    paste0(strtrim(p[[1L]], max(10L, room - nchar(more) - 3L)),
+           if (nchar(p[[1L]]) > room - nchar(more)) "...", more)
+  }, character(1))
   print(df, right = FALSE, row.names = FALSE)
   invisible(x)
 }
@@ -494,12 +512,21 @@ collect_vectors <- function(x, label, min_bytes) {
     top <- top - 1L
     obj <- item[[1L]]
     path <- item[[2L]]
+    # Pushed in reverse, so that paths come out in order: elements first,
+    # then attributes.
+    if (!is.environment(obj) && !is.function(obj)) {
+      at <- attributes(obj)
+      for (a in rev(names(at))) {
+        push(at[[a]], sprintf("attr(%s, \"%s\")", path, a))
+      }
+    }
     if (is.environment(obj)) {
       key <- format(obj)
       if (!is.null(seen[[key]]) || (!root && is_opaque(obj))) next
       seen[[key]] <- TRUE
       b <- .Call(ffi_session_bindings, obj)
-      for (i in which(b[[2L]] == "value")) {
+      vals <- which(b[[2L]] == "value")
+      for (i in rev(vals[order(b[[1L]][vals])])) {
         nm <- b[[1L]][[i]]
         push(get(nm, envir = obj, inherits = FALSE), paste0(path, "$", r_name(nm)))
       }
@@ -510,7 +537,7 @@ collect_vectors <- function(x, label, min_bytes) {
       nms <- names(obj)
       unique_name <- if (is.null(nms)) logical(length(obj)) else
         !is.na(nms) & nzchar(nms) & !(duplicated(nms) | duplicated(nms, fromLast = TRUE))
-      for (i in seq_along(obj)) {
+      for (i in rev(seq_along(obj))) {
         el <- .subset2(obj, i)
         if (is.null(el) || is.atomic(el) && is.null(attributes(el)) &&
             length(el) * elt_bytes[[typeof(el)]] < min_bytes - 56) next
@@ -529,12 +556,6 @@ collect_vectors <- function(x, label, min_bytes) {
       }
     }
     root <- FALSE
-    if (!is.environment(obj) && !is.function(obj)) {
-      at <- attributes(obj)
-      for (a in names(at)) {
-        push(at[[a]], sprintf("attr(%s, \"%s\")", path, a))
-      }
-    }
   }
   list(vecs = vecs, paths = paths)
 }

@@ -8,8 +8,7 @@
 # itself leaves alive is measured once, on an empty removal, and subtracted.
 count_freed_cells <- function(nms, envir) {
   force(nms)
-  force(envir)
-  force(rm)
+  rm(list = character(), envir = envir)
   cells <- numeric(4)
   first <- 1:2
   second <- 3:4
