@@ -218,7 +218,8 @@ print.mem_gc <- function(x, ...) {
 #' Promises (for example the arguments of a function not yet used, or
 #' bindings made with [delayedAssign()]) are not forced and active bindings
 #' are not called: their class reads `<promise>` or `<active>`, and their
-#' sizes are those of the promise or the binding's function.
+#' sizes are those of the promise or the binding's function. A function's
+#' argument that was given no value reads `<missing>`.
 #'
 #' All retained sizes come from one walk of the session (see
 #' [mem_retained()] for the roots and what cannot be seen), plus one walk
@@ -251,6 +252,7 @@ mem_ls <- function(envir = parent.frame()) {
     cls[[i]] <- switch(kind[[i]],
       promise = "<promise>",
       active = "<active>",
+      missing = "<missing>",
       class(get(nms[[i]], envir = envir, inherits = FALSE))[[1L]]
     )
   }

@@ -166,6 +166,18 @@ static SEXP cell_value(SEXP cell) {
   return mk_cell_immediate(cell) ? NULL : mk_field1(cell);
 }
 
+/* "value", "promise" (not yet forced: a promise's first field is its value,
+ * unbound until then), "active", or "missing" (a function's argument given
+ * no value and no default). A forced promise reads as a value: reading it
+ * evaluates nothing. */
+static const char *binding_kind(SEXP cell, SEXP env) {
+  SEXP v = cell_value(cell);
+  if (R_BindingIsActive(TAG(cell), env)) return "active";
+  if (v == R_MissingArg) return "missing";
+  if (v != NULL && TYPEOF(v) == PROMSXP && mk_field1(v) == R_UnboundValue) return "promise";
+  return "value";
+}
+
 /* ---- mem_retained() ------------------------------------------------------ */
 
 typedef struct {
@@ -477,13 +489,7 @@ static SEXP ls_body(void *data) {
     SEXP sym = TAG(cell);
     SEXP v = cell_value(cell);
     SET_STRING_ELT(names, i, PRINTNAME(sym));
-    const char *k = "value";
-    if (R_BindingIsActive(sym, c->envir)) {
-      k = "active";
-    } else if (v != NULL && TYPEOF(v) == PROMSXP) {
-      /* A promise's first field is its value, unbound until forced. */
-      k = mk_field1(v) == R_UnboundValue ? "promise" : "forced";
-    }
+    const char *k = binding_kind(cell, c->envir);
     SET_STRING_ELT(kind, i, Rf_mkChar(k));
     /* The binding cell is this binding's alone. */
     mk_cost cc;
@@ -594,20 +600,14 @@ static void count_cell(SEXP cell, void *data) { (void) cell; ((kinds_call *) dat
 
 static void kind_cell(SEXP cell, void *data) {
   kinds_call *c = data;
-  SEXP v = cell_value(cell);
-  const char *k = "value";
-  if (R_BindingIsActive(TAG(cell), c->envir)) {
-    k = "active";
-  } else if (v != NULL && TYPEOF(v) == PROMSXP && mk_field1(v) == R_UnboundValue) {
-    k = "promise";
-  }
+  const char *k = binding_kind(cell, c->envir);
   SET_STRING_ELT(c->names, c->i, PRINTNAME(TAG(cell)));
   SET_STRING_ELT(c->kind, c->i, Rf_mkChar(k));
   c->i++;
 }
 
-/* list(names, kind): kind is "value", "promise" (not yet forced) or
- * "active". The base environment has no cells to read: empty result. */
+/* list(names, kind), kind as binding_kind() says. The base environment has
+ * no cells to read: empty result. */
 SEXP ffi_session_bindings(SEXP envir) {
   if (TYPEOF(envir) != ENVSXP) MK_INTERNAL_ERROR("envir must be an environment");
   int nprot = 0;

@@ -241,6 +241,13 @@ test_that("mem_ls() lists sizes, retained sizes and shares", {
   expect_snapshot(print(res))
 })
 
+test_that("mem_ls() lists a function's missing arguments without touching them", {
+  f <- function(a, b) mem_ls()
+  one <- 1
+  res <- f(one)
+  expect_identical(res$class[match(c("a", "b"), res$name)], c("<promise>", "<missing>"))
+})
+
 test_that("mem_ls() of an empty environment prints", {
   expect_snapshot(mem_ls(new.env()))
 })
