@@ -101,8 +101,10 @@ dots_names <- function(objs, exprs) {
 #'   reaches the component from `x`), `depth`, `parent` (row of the parent),
 #'   `type` ([typeof()]), `class` (first class, or `NA`), `self` and `total`
 #'   ([mem_bytes]), `share` (`total` as a fraction of the whole), `shared`,
-#'   and `note` (compact vectors, external pointers whose memory is unknown,
-#'   active bindings, which are never called, and promises, never forced).
+#'   `note` and `label` (the last step of the path, as printed). `note` marks
+#'   compact vectors, external pointers (the memory behind them is unknown),
+#'   active bindings (never called) and promises ("not forced" or
+#'   "evaluated"; measuring never forces them).
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
@@ -119,31 +121,37 @@ dots_names <- function(objs, exprs) {
 #' mem_tree(make_formula())
 #' plot(mem_tree(fit))
 mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
+  call <- sys.call()
   check_scalar_number(max_depth, min = 0)
-  if (is.character(min_bytes)) min_bytes <- mem_bytes(min_bytes)
+  if (is.character(min_bytes) && length(min_bytes) == 1L && !is.na(min_bytes)) {
+    min_bytes <- tryCatch(as.numeric(mem_bytes(min_bytes)), memkit_error = function(e) {
+      mk_abort("argument", sprintf(
+        "`min_bytes` must be a number of bytes or a size such as \"1 MB\", not %s.",
+        describe_value(min_bytes)), call = call)
+    })
+  }
   check_scalar_number(min_bytes, min = 0)
   root <- substitute(x)
   root <- if (is.symbol(root)) as.character(root) else "x"
   res <- .Call(ffi_size_tree, x, as.integer(min(max_depth, 1e6)), as.double(min_bytes))
   n <- length(res$parent)
-  path <- label <- character(n)
-  ptype <- res$type[res$parent]
-  for (i in seq_len(n)) {
-    if (is.na(res$parent[[i]])) {
-      path[[i]] <- root
-      label[[i]] <- root
-      next
-    }
-    p <- path[[res$parent[[i]]]]
-    step <- tree_step(res$kind[[i]], res$name[[i]], res$index[[i]], ptype[[i]])
-    path[[i]] <- sprintf(step, p)
-    label[[i]] <- sprintf(step, if (startsWith(step, "%s")) "" else "*")
+  # `x$a` reaches only the first of two elements named "a": index the others.
+  key <- paste(res$parent, res$kind, res$name)
+  dup <- res$kind == 1L & (duplicated(key) | duplicated(key, fromLast = TRUE))
+  step <- tree_steps(res$kind, ifelse(dup, NA_character_, res$name), res$index, res$type[res$parent])
+  # Paths level by level: a parent is always one level up.
+  path <- character(n)
+  path[res$depth == 0L] <- root
+  for (d in seq_len(max(c(0L, res$depth)))) {
+    at <- which(res$depth == d)
+    path[at] <- paste0(step$pre[at], path[res$parent[at]], step$post[at])
   }
+  label <- ifelse(is.na(res$parent), root, paste0(step$pre, ifelse(nzchar(step$pre), "*", ""), step$post))
   total <- res$total
   whole <- if (n) total[[1L]] else 0
   if (n) res$shared[[1L]] <- FALSE # the whole object: nothing outside it here
   notes <- c("", "compact", "external memory unknown", "active binding, not called",
-             "promise, not forced")
+             "not forced", "evaluated")
   out <- data.frame(
     path = path, depth = res$depth, parent = res$parent, type = res$type,
     class = res$class, self = new_mem_bytes(res$self), total = new_mem_bytes(total),
@@ -154,40 +162,62 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
   structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth)
 }
 
-# How a component is reached from its parent, as a format with %s for the
-# parent's path.
-tree_step <- function(kind, name, index, parent_type) {
-  has_name <- !is.na(name) && nzchar(name)
-  syntactic <- has_name && make.names(name) == name
-  quoted <- if (has_name) encodeString(name, quote = "\"") else ""
-  switch(kind + 1L,
-    "%s",
-    # element
-    if (parent_type %in% c("list", "expression") && syntactic) paste0("%s$", name)
-    else if (parent_type %in% c("list", "expression") && has_name) paste0("%s[[", quoted, "]]")
-    else paste0("%s[[", format(index, scientific = FALSE), "]]"),
-    # attribute
-    if (identical(name, ".Environment")) "environment(%s)"
-    else paste0("attr(%s, ", quoted, ")"),
-    # slot
-    paste0("%s@", if (syntactic) name else paste0("`", name, "`")),
-    # binding
-    if (syntactic) paste0("%s$", name) else paste0("%s[[", quoted, "]]"),
-    "formals(%s)",
-    "body(%s)",
-    "environment(%s)",
-    "parent.env(%s)"
-  )
+# How each component is reached from its parent: the text before and after
+# the parent's path (`attr(` p `, "names")`, `` p `$coef`).
+tree_steps <- function(kind, name, index, parent_type) {
+  n <- length(kind)
+  has_name <- !is.na(name) & nzchar(name)
+  nm <- ifelse(has_name, name, "")
+  syntactic <- has_name & make.names(nm) == nm
+  quoted <- ifelse(has_name, encodeString(nm, quote = "\""), "")
+  in_list <- parent_type %in% c("list", "expression")
+  element <- ifelse(in_list & syntactic, paste0("$", nm),
+                    ifelse(in_list & has_name, paste0("[[", quoted, "]]"),
+                           paste0("[[", sprintf("%.0f", index), "]]")))
+  binding <- ifelse(syntactic, paste0("$", nm), paste0("[[", quoted, "]]"))
+  slot <- paste0("@", ifelse(syntactic, nm, paste0("`", nm, "`")))
+  is_env_attr <- kind == 2L & nm == ".Environment"
+  pre <- rep("", n)
+  post <- rep("", n)
+  fun <- c("formals(", "body(", "environment(", "parent.env(")
+  k <- kind %in% 5:8
+  pre[k] <- fun[kind[k] - 4L]
+  post[k] <- ")"
+  pre[kind == 2L] <- ifelse(is_env_attr[kind == 2L], "environment(", "attr(")
+  post[kind == 2L] <- ifelse(is_env_attr[kind == 2L], ")", paste0(", ", quoted[kind == 2L], ")"))
+  post[kind == 1L] <- element[kind == 1L]
+  post[kind == 3L] <- slot[kind == 3L]
+  post[kind == 4L] <- binding[kind == 4L]
+  list(pre = pre, post = post)
 }
 
 #' @export
+as.data.frame.mem_tree <- function(x, ...) {
+  class(x) <- "data.frame"
+  x
+}
+
+#' @export
+as.data.frame.mem_by_type <- function(x, ...) {
+  class(x) <- "data.frame"
+  x
+}
+
+#' @param n Rows to print.
+#' @param width Width of the printed lines.
+#' @param ... Not used.
+#' @rdname mem_tree
+#' @export
 print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
+  if (!all(c("label", "depth", "total", "share", "type", "class", "shared", "note") %in% names(x))) {
+    return(NextMethod())
+  }
   rows <- nrow(x)
   cat(sprintf("<mem_tree> %s in %d component%s", format(if (rows) x$total[[1L]] else mem_bytes(0)),
               rows, if (rows == 1L) "" else "s"), "\n", sep = "")
   if (rows == 0L) return(invisible(x))
   show <- seq_len(min(n, rows))
-  utf8 <- isTRUE(l10n_info()[["UTF-8"]])
+  utf8 <- use_unicode()
   indent <- vapply(x$depth[show], function(d) strrep("  ", d), "")
   lab <- paste0(indent, x$label[show])
   lab <- ifelse(nchar(lab) > 40, paste0(substr(lab, 1, 39), if (utf8) "\u2026" else "~"), lab)
@@ -210,8 +240,11 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
   invisible(x)
 }
 
+#' @param labels Whether to label the components wide enough to hold one.
+#' @param main Title of the plot.
 #' @importFrom graphics plot.new plot.window rect text title legend par
 #' @importFrom grDevices hcl.colors
+#' @rdname mem_tree
 #' @export
 plot.mem_tree <- function(x, labels = TRUE, main = NULL, ...) {
   n <- nrow(x)
@@ -292,10 +325,11 @@ mem_by_type <- function(x) {
 
 #' @export
 print.mem_by_type <- function(x, ...) {
+  if (!all(c("type", "class", "count", "bytes", "share") %in% names(x))) return(NextMethod())
   cat(sprintf("<mem_by_type> %s in %s nodes\n", format(sum(x$bytes)),
               format(sum(x$count), big.mark = ",", scientific = FALSE)))
   if (nrow(x) == 0L) return(invisible(x))
-  utf8 <- isTRUE(l10n_info()[["UTF-8"]])
+  utf8 <- use_unicode()
   what <- ifelse(is.na(x$class), x$type, paste0(x$type, " <", x$class, ">"))
   bars <- vapply(x$share, function(s) {
     k <- max(0, min(10, round(s * 10)))
@@ -306,4 +340,17 @@ print.mem_by_type <- function(x, ...) {
                   format(x$bytes), bars, sprintf("%.0f%%", 100 * x$share))
   cat(line, sep = "\n")
   invisible(x)
+}
+
+# Bars and ellipses in Unicode where the console can show them; the cli.unicode
+# option (which testthat sets) decides when given.
+use_unicode <- function() {
+  isTRUE(getOption("cli.unicode", l10n_info()[["UTF-8"]]))
+}
+
+# What walking x costs the walker itself: nodes walked, bytes the walker holds
+# at the end (pointer set, stack), deepest stack. Used by bench/size.R.
+walk_stats <- function(x) {
+  r <- .Call(ffi_size_stats, list(x))
+  c(nodes = r[[1L]], bytes = r[[2L]], depth = r[[3L]])
 }

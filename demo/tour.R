@@ -10,6 +10,18 @@ sum(sizes)
 format(sizes, standard = "SI")
 sizes > "1 MB"
 
+# ---- Object sizes ------------------------------------------------------------
+# Shared memory counted once, compact vectors left compact, environments
+# followed: mem_size() says what an object really holds.
+x <- runif(1e5)
+object.size(list(x, x))
+mem_size(list(x, x))
+mem_size(1:1e6)
+mem_cells(x)                  # what gc() counts for it
+fit <- lm(mpg ~ wt + qsec, data = mtcars)
+mem_tree(fit, max_depth = 1)  # where the memory is, largest first
+mem_by_type(fit)              # what it is made of
+
 # ---- The session: what removing objects would free ---------------------------
 # mem_ls() lists bindings with their size and retained size (what removing
 # only that binding frees); y shares x's vector, so each retains little.

@@ -421,6 +421,37 @@ static inline int visit(mk_walker *w, SEXP x, mk_cost *out, node_hook hook, void
   return 1;
 }
 
+/* Count x without the set: for an environment's binding cells and hash
+ * table, which belong to that environment alone (nothing else can point to
+ * them), so they are met once, with it. */
+static inline void count_node(mk_walker *w, SEXP x, mk_cost *out, node_hook hook, void *hdata) {
+  mk_cost c;
+  mk_node_cost(x, &c);
+  add_cost(out, &c);
+  if (hook) hook(hdata, x, &c);
+  if ((uint64_t) (w->nodes += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
+}
+
+/* Frames with a negative n walk an environment's bindings: a chain of
+ * binding cells (x is the next cell), or a hash table (x) from bucket i. */
+#define FRAME_CHAIN (-1)
+#define FRAME_TABLE (-2)
+
+static int push_special(mk_walker *w, size_t *depth, SEXP x, R_xlen_t kind) {
+  if (push(w, depth, x) != 0) return -1;
+  w->stack[*depth - 1].n = kind;
+  return 0;
+}
+
+/* Visit x and give it a frame if it has children. */
+static inline int visit_push(mk_walker *w, size_t *depth, SEXP x, mk_cost *out,
+                             node_hook hook, void *hdata) {
+  int rc = visit(w, x, out, hook, hdata);
+  if (rc <= 0) return rc;
+  if (has_children(x) && push(w, depth, x) != 0) return -1;
+  return 0;
+}
+
 /* The walk. `hook`, when given, sees every counted node. */
 static int walk(mk_walker *w, SEXP root, mk_cost *out, node_hook hook, void *hdata) {
   int rc = visit(w, root, out, hook, hdata);
@@ -431,6 +462,48 @@ static int walk(mk_walker *w, SEXP root, mk_cost *out, node_hook hook, void *hda
 
   while (depth > 0) {
     frame *f = &w->stack[depth - 1];
+    if (f->n == FRAME_CHAIN) {
+      SEXP cell = f->x;
+      if (TYPEOF(cell) != LISTSXP) {
+        depth--;
+        continue;
+      }
+      f->x = CDR(cell);
+      count_node(w, cell, out, hook, hdata);
+      /* The TAG is the binding's symbol: global. */
+      if (mk_attrib(cell) != R_NilValue &&
+          visit_push(w, &depth, mk_attrib(cell), out, hook, hdata) < 0) return -1;
+      if (!mk_cell_immediate(cell) &&
+          visit_push(w, &depth, mk_field1(cell), out, hook, hdata) < 0) return -1;
+      continue;
+    }
+    if (f->n == FRAME_TABLE) {
+      SEXP tab = f->x;
+      const SEXP *p = (const SEXP *) DATAPTR_RO(tab);
+      R_xlen_t n = XLENGTH(tab), i = f->i;
+      mk_ptrset *seen = w->seen;
+      for (; i < n; i++) {
+        /* Bound by memory latency: fetch bucket cells 16 ahead, and their
+         * values and the values' set slots 8 ahead. */
+        if (i + 16 < n) PREFETCH(p[i + 16]);
+        if (i + 8 < n) {
+          SEXP q = p[i + 8];
+          if (q != R_NilValue && !mk_cell_immediate(q)) {
+            SEXP v = mk_field1(q);
+            PREFETCH(v);
+            PREFETCH(&seen->slots[ptr_slot(v, seen->cap)]);
+          }
+        }
+        if (p[i] != R_NilValue) break;
+      }
+      if (i >= n) {
+        depth--;
+        continue;
+      }
+      f->i = i + 1;
+      if (push_special(w, &depth, p[i], FRAME_CHAIN) != 0) return -1;
+      continue;
+    }
     if (f->i >= f->n) {
       depth--;
       continue;
@@ -460,20 +533,9 @@ static int walk(mk_walker *w, SEXP root, mk_cost *out, node_hook hook, void *hda
         if (i == 0 && ptrset_reserve(w->seen, (size_t) n) != 0) return -1;
         mk_ptrset *seen = w->seen;
         for (; i < n; i++) {
-          /* The walk is bound by memory latency: fetch nodes 16 ahead,
-           * their set slots 8 ahead, and the CAR and TAG of pairlist cells
-           * (an environment's hash table holds chains of them) 8 ahead. */
+          /* Fetch nodes 16 ahead and their set slots 8 ahead. */
           if (i + 16 < n) PREFETCH(p[i + 16]);
-          if (i + 8 < n) {
-            SEXP q = p[i + 8];
-            PREFETCH(&seen->slots[ptr_slot(q, seen->cap)]);
-            if (TYPEOF(q) == LISTSXP && !mk_cell_immediate(q)) {
-              SEXP car = mk_field1(q);
-              PREFETCH(car);
-              PREFETCH(&seen->slots[ptr_slot(car, seen->cap)]);
-              PREFETCH(mk_field3(q));
-            }
-          }
+          if (i + 8 < n) PREFETCH(&seen->slots[ptr_slot(p[i + 8], seen->cap)]);
           SEXP s = p[i];
           if (s == NULL) continue;
           rc = visit(w, s, out, hook, hdata);
@@ -492,9 +554,19 @@ static int walk(mk_walker *w, SEXP root, mk_cost *out, node_hook hook, void *hda
     R_xlen_t i = f->i++;
     SEXP child = child_at(x, i);
     if (child == NULL) continue;
-    if (t == ENVSXP && i == 3 && TYPEOF(child) == VECSXP) {
-      /* A hash table: about one binding cell and one value per bucket. */
-      if (ptrset_reserve(w->seen, 2 * (size_t) XLENGTH(child)) != 0) return -1;
+    if (t == ENVSXP && i != 2) {
+      /* The frame (a chain of binding cells) or the hash table. */
+      if (i == 1) {
+        if (child != R_NilValue && push_special(w, &depth, child, FRAME_CHAIN) != 0) return -1;
+        continue;
+      }
+      if (i == 3 && TYPEOF(child) == VECSXP) {
+        count_node(w, child, out, hook, hdata);
+        /* About one value per bucket. */
+        if (ptrset_reserve(w->seen, (size_t) XLENGTH(child)) != 0) return -1;
+        if (push_special(w, &depth, child, FRAME_TABLE) != 0) return -1;
+        continue;
+      }
     }
     rc = visit(w, child, out, hook, hdata);
     if (rc < 0) return -1;
@@ -644,7 +716,7 @@ SEXP ffi_size_stats(SEXP objs) {
 /* How a component is reached from its parent; R builds the path from it. */
 enum { K_ROOT, K_ELEMENT, K_ATTR, K_SLOT, K_BINDING, K_FORMALS, K_BODY, K_ENV, K_PARENT };
 /* Notes on a component. */
-enum { N_NONE, N_ALTREP, N_EXTPTR, N_ACTIVE, N_PROMISE };
+enum { N_NONE, N_ALTREP, N_EXTPTR, N_ACTIVE, N_PROMISE, N_FORCED };
 
 typedef struct {
   SEXP node, name;            /* name: a CHARSXP or NULL */
@@ -711,7 +783,10 @@ static SEXP first_class(SEXP x) {
 static int node_note(SEXP x) {
   if (ALTREP(x)) return N_ALTREP;
   if (TYPEOF(x) == EXTPTRSXP) return N_EXTPTR;
-  if (TYPEOF(x) == PROMSXP) return N_PROMISE;
+  if (TYPEOF(x) == PROMSXP) {
+    /* An unevaluated promise's value is R_UnboundValue. */
+    return (!mk_cell_immediate(x) && mk_field1(x) == R_UnboundValue) ? N_PROMISE : N_FORCED;
+  }
   return N_NONE;
 }
 
@@ -881,6 +956,7 @@ static SEXP tree_body(void *data) {
   }
   /* Breadth first: rows are appended as their parents are expanded. */
   for (size_t r = 0; r < c->nrows; r++) {
+    if (r % 1024 == 1023) R_CheckUserInterrupt();
     SEXP x = c->rows[r].node;
     c->rows[r].self = component_self(c, x);
     if (c->rows[r].depth >= c->max_depth) continue;

@@ -73,7 +73,10 @@ mk_walker *mk_walker_new(size_t hint);     /* NULL on allocation failure */
 mk_ptrset *mk_walker_seen(mk_walker *w);
 /* Walks from x, adding to *out the cost of every node not yet seen and not
  * global, and marks them seen. Returns 0, or -1 when out of memory. May
- * longjmp on a user interrupt (see above). */
+ * longjmp on a user interrupt (see above). An environment's binding cells and
+ * hash table belong to it alone (nothing else can point to them): they are
+ * counted with the environment and never enter the set, so seeding the set
+ * with one of them has no effect. */
 int mk_walker_add(mk_walker *w, SEXP x, mk_cost *out);
 void mk_walker_free(mk_walker *w);
 

@@ -19,7 +19,7 @@ cases$ffi_size_stats <- function() {
   stopifnot(is.double(r), length(r) == 3L, r[[1L]] == 5, r[[2L]] > 0)
 }
 cases$ffi_size_tree <- function() {
-  x <- list(a = runif(10), b = list(c = "memkit-gct"), f = y ~ x)
+  x <- list(a = runif(10), b = list(c = "memkit-gct"), f = stats::as.formula("y ~ x", env = new.env(parent = emptyenv())))
   r <- .Call(ns$ffi_size_tree, x, 3L, 0)
   stopifnot(is.list(r), length(r$total) >= 5L, is.na(r$parent[[1L]]),
             r$total[[1L]] == .Call(ns$ffi_size_cells, list(x))[[3L]],
