@@ -31,13 +31,17 @@ invisible(gc())
 user_bytes <- mem_size(df, df2, m, small, env, fit, f, copy)
 
 # ---- measurements -----------------------------------------------------------
+# Median elapsed and CPU (user + system) seconds. The machine is shared:
+# the CPU time is the steadier figure when others are busy.
 time_of <- function(expr, reps = 3L) {
   expr <- substitute(expr)
   env <- parent.frame()
-  median(vapply(seq_len(reps), function(i) {
+  t <- vapply(seq_len(reps), function(i) {
     gc()
-    system.time(eval(expr, env))[["elapsed"]]
-  }, double(1)))
+    st <- system.time(eval(expr, env))
+    c(st[["elapsed"]], st[["user.self"]] + st[["sys.self"]])
+  }, double(2))
+  c(elapsed = stats::median(t[1L, ]), cpu = stats::median(t[2L, ]))
 }
 res <- mem_ls(globalenv())
 t_ls <- time_of(mem_ls(globalenv()))
@@ -48,12 +52,14 @@ t_objsize <- time_of(vapply(nms, function(nm) as.numeric(object.size(get(nm))), 
 has_lobstr <- requireNamespace("lobstr", quietly = TRUE)
 t_lobstr <- if (has_lobstr) {
   time_of(vapply(nms, function(nm) as.numeric(lobstr::obj_size(get(nm))), double(1)))
-} else NA_real_
+} else c(elapsed = NA_real_, cpu = NA_real_)
 t_dupes <- time_of(mem_dupes(globalenv(), min_bytes = 1e6), reps = 1L)
 dupes <- mem_dupes(globalenv(), min_bytes = 1e6)
 
 # ---- report -----------------------------------------------------------------
-fmt_s <- function(s) sprintf("%.2f s", s)
+fmt_s <- function(s) sprintf("%.2f s (CPU %.2f s)", s[["elapsed"]], s[["cpu"]])
+ratio <- function(a, b) a[["cpu"]] / b[["cpu"]]
+load <- tryCatch(scan("/proc/loadavg", what = "", n = 1L, quiet = TRUE), error = function(e) "unknown")
 si <- utils::sessionInfo()
 cpu <- tryCatch({
   l <- grep("^model name", readLines("/proc/cpuinfo"), value = TRUE)[1]
@@ -77,14 +83,17 @@ out <- c(
   "second one sharing its columns, a 880 MB matrix and a copy of it, a list of 1e6 small vectors,",
   "an environment of 1e5 bindings, a fitted `lm` on 1e6 rows, and a closure capturing 160 MB.",
   "",
+  "Times are medians of 3 runs (1 for `mem_dupes()`). The machine is shared by several jobs",
+  sprintf("(load average %s when the report was written), so elapsed time runs well above CPU time.", load),
+  "",
   "| what | time | notes |",
   "|---|---|---|",
   sprintf("| `mem_ls(globalenv())` | %s | every binding's size, retained size and shares |", fmt_s(t_ls)),
   sprintf("| `mem_retained(\"df\")` | %s | one binding |", fmt_s(t_ret)),
-  sprintf("| `object.size()` of each binding | %s | sizes only, shared memory counted again; %.2fx the time of `mem_ls()` |",
-          fmt_s(t_objsize), t_objsize / t_ls),
-  if (has_lobstr) sprintf("| `lobstr::obj_size()` of each binding | %s | sizes only; %.2fx the time of `mem_ls()` |",
-                          fmt_s(t_lobstr), t_lobstr / t_ls),
+  sprintf("| `object.size()` of each binding | %s | sizes only, shared memory counted again; %.2fx the CPU time of `mem_ls()` |",
+          fmt_s(t_objsize), ratio(t_objsize, t_ls)),
+  if (has_lobstr) sprintf("| `lobstr::obj_size()` of each binding | %s | sizes only; %.2fx the CPU time of `mem_ls()` |",
+                          fmt_s(t_lobstr), ratio(t_lobstr, t_ls)),
   sprintf("| `mem_dupes(globalenv(), min_bytes = 1e6)` | %s | %d group(s), %s wasted |",
           fmt_s(t_dupes), nrow(dupes), format(sum(dupes$wasted))),
   "",

@@ -48,11 +48,29 @@ static void oom(void) {
   mk_error("memory", "not enough memory to walk the session's objects");
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+# define PREFETCH(p) __builtin_prefetch(p)
+#else
+# define PREFETCH(p) ((void) 0)
+#endif
+
+/* Nodes with nothing to follow: marked, never stacked. */
+static inline int is_leaf(SEXP x) {
+  switch (TYPEOF(x)) {
+  case CHARSXP:
+    return 1;
+  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP:
+    return !ALTREP(x) && mk_attrib(x) == R_NilValue;
+  default:
+    return 0;
+  }
+}
+
 static void mark_push(marker *m, SEXP x) {
   if (x == NULL || x == R_NilValue) return;
   int rc = mk_ptrset_add(m->seen, x);
   if (rc < 0) oom();
-  if (rc == 0) return;
+  if (rc == 0 || is_leaf(x)) return;
   if (m->n == m->cap) {
     size_t cap = m->cap ? 2 * m->cap : 1024;
     SEXP *st = realloc(m->stack, cap * sizeof(SEXP));
@@ -127,6 +145,23 @@ static void mark_all(marker *m) {
         continue;
       }
       if (x == R_BaseEnv || x == R_BaseNamespace) mark_base(m);
+      break;
+    case STRSXP:
+    case VECSXP:
+    case EXPRSXP:
+      if (!ALTREP(x)) {
+        /* Elements in a tight loop, fetching nodes ahead: the marking is
+         * bound by memory latency. Unset slots of a deferred string's cache
+         * are NULL. */
+        mark_push(m, mk_attrib(x));
+        const SEXP *p = (const SEXP *) DATAPTR_RO(x);
+        R_xlen_t n = XLENGTH(x);
+        for (R_xlen_t i = 0; i < n; i++) {
+          if (i + 8 < n && p[i + 8] != NULL) PREFETCH(p[i + 8]);
+          mark_push(m, p[i]);
+        }
+        continue;
+      }
       break;
     default:
       break;
