@@ -17,6 +17,12 @@
 #' calls, functions and `on.exit()` expressions, and the environments all of
 #' these reach. Promises are not forced and active bindings are not called.
 #'
+#' At the console, R keeps the value of the last command as `.Last.value`:
+#' right after `x <- big_computation()`, the value of `x` is also held
+#' there, so removing `x` in the next command frees only the binding (the
+#' value goes once a further command has run). `mem_retained()` says so, as
+#' `gc()` would.
+#'
 #' @section What it cannot see:
 #' A few things keep memory alive without being reachable through R's API:
 #' objects protected by running C code or kept by a package with
@@ -28,7 +34,8 @@
 #' is freed only after its finalizer has run, one collection later. A
 #' string (`CHARSXP`) that is also the name of a symbol R knows about stays
 #' alive with the symbol; memkit counts it as freed only if no symbol it
-#' reaches has that name.
+#' reaches has that name. A weak reference reachable from a root is
+#' followed to its key, which R would not keep alive.
 #'
 #' @param names A character vector: names of bindings in `envir`.
 #' @param envir The environment that holds them.
@@ -65,7 +72,10 @@ session_roots <- function(envir) {
   frames <- sys.frames()
   calls <- sys.calls()
   funs <- lapply(seq_along(frames), sys.function)
-  exits <- lapply(frames, function(f) eval(quote(sys.on.exit()), f))
+  # The function itself in the call, so a local `sys.on.exit` cannot
+  # shadow it.
+  on_exit <- as.call(list(sys.on.exit))
+  exits <- lapply(frames, function(f) eval(on_exit, f))
   list(envir, frames, calls, funs, exits, search_envs())
 }
 
