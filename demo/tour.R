@@ -32,3 +32,18 @@ mem_cells(x)                  # what gc() counts for it
 fit <- lm(mpg ~ wt + qsec, data = mtcars)
 mem_tree(fit, max_depth = 1)  # where the memory is, largest first
 mem_by_type(fit)              # what it is made of
+
+# ---- The session: what removing objects would free ---------------------------
+# mem_ls() lists bindings with their size and retained size (what removing
+# only that binding frees); y shares x's vector, so each retains little.
+session <- local({
+  x <- runif(1e6)
+  y <- list(x, runif(10))
+  z <- rnorm(5e5)
+  environment()
+})
+mem_ls(session)
+mem_retained(c("x", "y"), session)  # together they hold the vector
+mem_rm(z, envir = session)          # removes z: predicted and freed
+mem_dupes(list(a = session$x, b = session$x + 0))
+mem_gc(trim = TRUE)

@@ -27,6 +27,11 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_size_by_type, 1),
 
   /* session */
+  CALLDEF(ffi_retained_size, 3),
+  CALLDEF(ffi_retained_ls, 2),
+  CALLDEF(ffi_retained_hash, 1),
+  CALLDEF(ffi_session_bindings, 1),
+  CALLDEF(ffi_session_trim, 0),
 
   /* file-backed matrices */
   CALLDEF(ffi_fm_create, 7),

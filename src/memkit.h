@@ -25,6 +25,11 @@ SEXP ffi_size_tree(SEXP x, SEXP max_depth, SEXP min_bytes);
 SEXP ffi_size_by_type(SEXP x);
 
 /* ---- session (src/retained.c) -------------------------------------------- */
+SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots);
+SEXP ffi_retained_ls(SEXP envir, SEXP roots);
+SEXP ffi_retained_hash(SEXP vecs);
+SEXP ffi_session_bindings(SEXP envir);
+SEXP ffi_session_trim(void);
 
 /* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
 SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dn_blob,

@@ -1,0 +1,577 @@
+# The session: what removing objects would free, and a tidy gc().
+#
+# Retained size is computed by marking everything R keeps alive through other
+# routes (src/retained.c) and summing what only the chosen bindings reach.
+
+#' Memory that removing bindings would free
+#'
+#' `mem_retained()` answers "what would `rm()` give back?": the memory
+#' reachable from the bindings `names` in `envir` and from nothing else R
+#' keeps alive, that is, what removing these bindings and running a full
+#' garbage collection would free. It counts the binding cells themselves too.
+#'
+#' Everything R keeps alive that R's API can reach is a root: the other
+#' bindings of `envir`, the global environment and the search path, every
+#' loaded namespace (and the base environment, which holds `.Last.value`,
+#' the options and `last.warning`), the frames of the call stack with their
+#' calls, functions and `on.exit()` expressions, and the environments all of
+#' these reach. Promises are not forced and active bindings are not called.
+#'
+#' At the console, R keeps the value of the last command as `.Last.value`:
+#' right after `x <- big_computation()`, the value of `x` is also held
+#' there, so removing `x` in the next command frees only the binding (the
+#' value goes once a further command has run). `mem_retained()` says so, as
+#' `gc()` would.
+#'
+#' @section What it cannot see:
+#' A few things keep memory alive without being reachable through R's API:
+#' objects protected by running C code or kept by a package with
+#' `R_PreserveObject()`, the byte-code interpreter's stack (for example the
+#' vector a running `for` loop iterates over), registered finalizers and the
+#' weak references R keeps for them, task callbacks, and the display lists of
+#' graphics devices. Memory held only by these is counted as retained
+#' although `gc()` would not free it; an object with a registered finalizer
+#' is freed only after its finalizer has run, one collection later. A
+#' string (`CHARSXP`) that is also the name of a symbol R knows about stays
+#' alive with the symbol; memkit counts it as freed only if no symbol it
+#' reaches has that name. A weak reference reachable from a root is
+#' followed to its key, which R would not keep alive.
+#'
+#' @param names A character vector: names of bindings in `envir`.
+#' @param envir The environment that holds them.
+#' @return A [mem_bytes] number, with the cells that `gc()` counts as
+#'   attribute `cells`: `c(ncells = , vcells = )`.
+#' @seealso [mem_ls()] for every binding of an environment at once,
+#'   [mem_rm()] to remove bindings and see what was freed.
+#' @export
+#' @examples
+#' e <- new.env()
+#' e$big <- runif(1e5)
+#' e$alias <- e$big          # the same vector under another name
+#' e$own <- runif(1e4)
+#' mem_retained("big", e)    # little: `alias` keeps the vector alive
+#' mem_retained(c("big", "alias"), e)
+#' mem_retained("own", e)
+mem_retained <- function(names, envir = parent.frame()) {
+  check_env(envir)
+  check_binding_names(names, envir)
+  res <- .Call(ffi_retained_size, envir, unique(names), session_roots(envir))
+  retained_bytes(res)
+}
+
+retained_bytes <- function(res) {
+  structure(new_mem_bytes(res[[3L]]), cells = c(ncells = res[[1L]], vcells = res[[2L]]))
+}
+
+# Everything R keeps alive that the API reaches, beyond what C finds on its
+# own (the global, base and empty environments, the namespace registry).
+# sys.function() of each frame, its call and its on.exit() expression are
+# roots just as the frame is. The frames of memkit's own calls are included:
+# they hold only names and environments.
+session_roots <- function(envir) {
+  frames <- sys.frames()
+  calls <- sys.calls()
+  funs <- lapply(seq_along(frames), sys.function)
+  # The function itself in the call, so a local `sys.on.exit` cannot
+  # shadow it.
+  on_exit <- as.call(list(sys.on.exit))
+  exits <- lapply(frames, function(f) eval(on_exit, f))
+  list(envir, frames, calls, funs, exits, search_envs())
+}
+
+search_envs <- function() {
+  lapply(seq_along(search()), as.environment)
+}
+
+check_env <- function(envir, arg = "envir", call = sys.call(-1L)) {
+  if (!is.environment(envir)) {
+    mk_abort("argument", sprintf("`%s` must be an environment, not %s.", arg,
+                                 describe_value(envir)), call = call)
+  }
+  invisible(envir)
+}
+
+check_binding_names <- function(names, envir, arg = "names", call = sys.call(-1L)) {
+  if (!is.character(names) || anyNA(names)) {
+    mk_abort("argument", sprintf("`%s` must be a character vector of names, not %s.",
+                                 arg, describe_value(names)), call = call)
+  }
+  bound <- vapply(names, exists, logical(1), envir = envir, inherits = FALSE)
+  if (!all(bound)) {
+    bad <- names[!bound]
+    mk_abort("argument", sprintf(
+      "`%s` must name bindings in `%s`; %s %s not bound there.", arg,
+      format_env(envir), paste0("\"", bad, "\"", collapse = ", "),
+      if (length(bad) == 1L) "is" else "are"
+    ), call = call)
+  }
+  invisible(names)
+}
+
+format_env <- function(envir) {
+  if (identical(envir, globalenv())) return("the global environment")
+  nm <- environmentName(envir)
+  if (nzchar(nm)) return(sprintf("environment %s", nm))
+  "envir"
+}
+
+#' Collect garbage and see what it gave back
+#'
+#' `mem_gc()` runs a garbage collection, as [gc()] does, and returns what it
+#' did as a small data frame: for R's cons cells (`Ncells`), its vector heap
+#' (`Vcells`) and the process's resident memory (`RSS`), the figure before
+#' and after, what was freed, and (for the cells) the collection trigger and
+#' the peak, all as [mem_bytes].
+#'
+#' R frees the memory of dead objects, but the C library often keeps the
+#' pages for later use, so the resident memory the operating system sees
+#' barely moves after a large object is removed. With `trim = TRUE`, on
+#' systems with the GNU C library, `mem_gc()` then calls `malloc_trim(0)`,
+#' which returns free heap pages to the operating system, and adds a row
+#' `RSS (trim)` with the resident memory before and after that call.
+#' Elsewhere `trim` does nothing (there is no such call) and the row shows
+#' no change.
+#'
+#' How the figures are obtained: R has no way to read the cells in use
+#' without collecting, but it records them as its peak ("max used") at the
+#' start of every collection. `mem_gc()` therefore collects, reads the peak,
+#' and collects again resetting the peak (as `gc(reset = TRUE)` does), so the
+#' next call starts from a clean peak. `before` is exact when no other
+#' collection ran since the previous `mem_gc()` or `gc(reset = TRUE)`, and
+#' otherwise the highest use since then (then `freed` is an upper bound).
+#' `max_used` is that peak. Bytes are 56 per cell for `Ncells` (as `gc()`
+#' reports; vector headers are in fact 48) and 8 per cell for `Vcells`.
+#'
+#' @param full `TRUE` for a full collection (all generations), as in [gc()].
+#' @param trim `TRUE` to return free heap memory to the operating system
+#'   after collecting (GNU C library only).
+#' @return A data frame of class `mem_gc` with one row per `what`
+#'   (`"Ncells"`, `"Vcells"`, `"RSS"`, and `"RSS (trim)"` when `trim = TRUE`)
+#'   and columns `before`, `after`, `freed`, `trigger`, `max_used` (all
+#'   [mem_bytes]; `NA` where a figure does not apply), and `cells` with the
+#'   cell counts after the collection. Attribute `trimmed` is `TRUE` when
+#'   `malloc_trim()` released memory, `FALSE` when it found none, `NA` when
+#'   it was not called.
+#' @export
+#' @examples
+#' local({
+#'   x <- runif(1e6)
+#'   rm(x)
+#'   mem_gc()
+#' })
+#' mem_gc(trim = TRUE)
+mem_gc <- function(full = TRUE, trim = FALSE) {
+  check_flag(full)
+  check_flag(trim)
+  rss0 <- rss_now()
+  g1 <- gc(full = full)
+  g2 <- gc(full = full, reset = TRUE)
+  rss1 <- rss_now()
+  trimmed <- NA
+  if (trim) {
+    trimmed <- .Call(ffi_session_trim)
+    rss2 <- rss_now()
+  }
+  cell_bytes <- c(56, 8)
+  before <- g1[1:2, "max used"] * cell_bytes
+  after <- g2[1:2, "used"] * cell_bytes
+  out <- data.frame(
+    what = c("Ncells", "Vcells", "RSS"),
+    before = new_mem_bytes(c(before, rss0)),
+    after = new_mem_bytes(c(after, rss1)),
+    freed = new_mem_bytes(c(before - after, rss0 - rss1)),
+    trigger = new_mem_bytes(c(g2[1:2, "gc trigger"] * cell_bytes, NA)),
+    max_used = new_mem_bytes(c(before, NA)),
+    cells = c(g2[1:2, "used"], NA),
+    stringsAsFactors = FALSE
+  )
+  if (trim) {
+    out <- rbind(out, data.frame(
+      what = "RSS (trim)", before = rss1, after = rss2, freed = rss1 - rss2,
+      trigger = new_mem_bytes(NA), max_used = new_mem_bytes(NA), cells = NA,
+      stringsAsFactors = FALSE
+    ))
+  }
+  structure(out, class = c("mem_gc", "data.frame"), trimmed = trimmed)
+}
+
+#' @export
+print.mem_gc <- function(x, ...) {
+  cat("<mem_gc>\n")
+  df <- data.frame(
+    before = format(x$before), after = format(x$after), freed = format(x$freed),
+    trigger = format(x$trigger), `max used` = format(x$max_used),
+    row.names = x$what, check.names = FALSE
+  )
+  df[] <- lapply(df, function(col) ifelse(col == "NA", "", col))
+  print(df, right = TRUE)
+  trimmed <- attr(x, "trimmed")
+  if (!is.null(trimmed) && !is.na(trimmed)) {
+    cat(if (trimmed) "malloc_trim() returned free heap pages to the system.\n"
+        else "malloc_trim() found no free heap pages to return.\n")
+  }
+  invisible(x)
+}
+
+#' Every binding of an environment with its size and retained size
+#'
+#' `mem_ls()` is `ls()` with the memory each binding holds: one row per
+#' binding of `envir` with its class, its size (as [mem_size()] gives it,
+#' shared memory included), its retained size (what removing only this
+#' binding would free, as [mem_retained()] gives it) and the other bindings
+#' it shares memory with. Rows are sorted by retained size, largest first;
+#' the printed table ends with a total row: the combined size of all the
+#' bindings (shared memory counted once) and what removing all of them would
+#' free, which is at least the sum of the retained column (memory shared by
+#' two bindings is retained by neither alone).
+#'
+#' Promises (for example the arguments of a function not yet used, or
+#' bindings made with [delayedAssign()]) are not forced and active bindings
+#' are not called: their class reads `<promise>` or `<active>`, and their
+#' sizes are those of the promise or the binding's function. A function's
+#' argument that was given no value reads `<missing>`.
+#'
+#' All retained sizes come from one walk of the session (see
+#' [mem_retained()] for the roots and what cannot be seen), plus one walk
+#' per binding over the memory reachable from it.
+#'
+#' @param envir The environment to list.
+#' @return A data frame of class `mem_ls` with columns `name`, `class`,
+#'   `size` and `retained` ([mem_bytes]), and `shares`, a list of the names
+#'   of the other bindings each one shares memory with. Attributes `total`
+#'   (combined size), `total_retained` (what removing every binding would
+#'   free, with its `cells`) and `walk`: the nodes marked as reachable from
+#'   elsewhere, the nodes reachable only from the bindings, and the bytes the
+#'   walk used.
+#' @export
+#' @examples
+#' e <- new.env()
+#' e$x <- runif(1e5)
+#' e$y <- list(e$x, runif(10))   # shares x's vector
+#' e$z <- rnorm(5e4)
+#' delayedAssign("lazy", stop("never forced"), assign.env = e)
+#' mem_ls(e)
+mem_ls <- function(envir = parent.frame()) {
+  check_env(envir)
+  res <- .Call(ffi_retained_ls, envir, session_roots(envir))
+  nms <- res[[1L]]
+  kind <- res[[2L]]
+  n <- length(nms)
+  cls <- character(n)
+  for (i in seq_len(n)) {
+    cls[[i]] <- switch(kind[[i]],
+      promise = "<promise>",
+      active = "<active>",
+      missing = "<missing>",
+      class(get(nms[[i]], envir = envir, inherits = FALSE))[[1L]]
+    )
+  }
+  shares <- rep(list(character()), n)
+  for (set in res[[5L]]) {
+    for (i in set) shares[[i]] <- union(shares[[i]], nms[setdiff(set, i)])
+  }
+  shares <- lapply(shares, sort)
+  ret <- res[[4L]]
+  out <- data.frame(name = nms, class = cls, stringsAsFactors = FALSE)
+  out$size <- new_mem_bytes(res[[3L]])
+  out$retained <- new_mem_bytes(ret[, 3L])
+  out$shares <- shares
+  ord <- order(-ret[, 3L], -res[[3L]], nms)
+  out <- out[ord, , drop = FALSE]
+  rownames(out) <- NULL
+  totals <- res[[6L]]
+  structure(
+    out,
+    class = c("mem_ls", "data.frame"),
+    total = new_mem_bytes(totals[[1L]]),
+    total_retained = retained_bytes(totals[2:4]),
+    walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
+  )
+}
+
+#' @export
+print.mem_ls <- function(x, ...) {
+  n <- nrow(x)
+  cat(sprintf("<mem_ls> %d binding%s\n", n, if (n == 1L) "" else "s"))
+  if (n == 0L) return(invisible(x))
+  shares <- vapply(x$shares, function(s) {
+    if (length(s) > 3L) s <- c(s[1:3], sprintf("+%d more", length(s) - 3L))
+    paste(s, collapse = ", ")
+  }, character(1))
+  df <- data.frame(
+    name = c(x$name, "(total)"),
+    class = c(x$class, ""),
+    size = c(format(x$size), format(attr(x, "total"))),
+    retained = c(format(x$retained), format(attr(x, "total_retained"))),
+    shares = c(shares, ""),
+    stringsAsFactors = FALSE
+  )
+  print(df, right = FALSE, row.names = FALSE)
+  invisible(x)
+}
+
+#' Remove bindings and see what was freed
+#'
+#' `mem_rm()` is [rm()] that says what it freed: before removing, it
+#' predicts the memory that will be freed ([mem_retained()]); after
+#' removing, it runs a full garbage collection and measures what was
+#' actually freed from `gc()`'s cell counts.
+#'
+#' Both figures are reported as `gc()` counts them: 56 bytes per cell for
+#' cons cells (vector headers are really 48) and 8 bytes per vector cell, so
+#' they can be compared; the cells are in attribute `cells` of each. They
+#' differ when something outside R's API keeps memory alive (see
+#' [mem_retained()]), or when a finalizer allocates or frees during the
+#' collection.
+#'
+#' @param ... Names of the bindings to remove, as names or strings (as in
+#'   [rm()]).
+#' @param list A character vector of further names.
+#' @param envir The environment to remove them from.
+#' @return A list of class `mem_rm` with `names` (removed), `predicted` and
+#'   `freed` ([mem_bytes], each with attribute `cells`).
+#' @export
+#' @examples
+#' local({
+#'   x <- runif(1e6)
+#'   y <- x                # shares x's memory
+#'   z <- rnorm(1e5)
+#'   print(mem_rm(x))      # y keeps the vector: little is freed
+#'   mem_rm(y, list = "z")
+#' })
+mem_rm <- function(..., list = character(), envir = parent.frame()) {
+  dots <- match.call(expand.dots = FALSE)$...
+  ok <- vapply(dots, function(d) is.symbol(d) || is.character(d) && length(d) == 1L, logical(1))
+  if (!all(ok)) {
+    mk_abort("argument", "`...` must contain names or strings, as in rm().")
+  }
+  check_env(envir)
+  names <- unique(c(vapply(dots, as.character, character(1)), list))
+  check_binding_names(names, envir, arg = if (length(dots)) "..." else "list")
+  predicted <- .Call(ffi_retained_size, envir, names, session_roots(envir))
+  if (is.null(session_state$warm)) {
+    # The first run of the counting code in a session allocates a cell for
+    # good (between its counts): run it once on nothing.
+    count_freed(character(), envir)
+    session_state$warm <- TRUE
+  }
+  freed <- count_freed(names, envir)
+  structure(
+    list(
+      names = names,
+      predicted = gc_bytes(predicted[1:2]),
+      freed = gc_bytes(freed)
+    ),
+    class = "mem_rm"
+  )
+}
+
+session_state <- new.env(parent = emptyenv())
+
+# Cells that removing `names` from envir and a full collection free.
+# Everything the counting keeps alive (`cells` and its indices) exists
+# before the first count, so nothing is alive at the second count that was
+# not at the first. rm() runs once before, removing nothing: the first call
+# of rm() in a session allocates for good (base R is lazy-loaded), and that
+# must not fall between the counts.
+count_freed <- function(names, envir) {
+  force(names)
+  rm(list = character(), envir = envir)
+  cells <- numeric(4) # not c(0, 0, 0, 0): the compiler makes that a constant
+  first <- 1:2
+  second <- 3:4
+  cells[first] <- gc_used()
+  rm(list = names, envir = envir)
+  cells[second] <- gc_used()
+  cells[first] - cells[second]
+}
+
+# Ncells and Vcells in use after a full collection. The second collection
+# frees the first one's result.
+gc_used <- function() {
+  gc(full = TRUE)
+  g <- gc(full = TRUE)
+  c(g[1L, 1L], g[2L, 1L])
+}
+
+gc_bytes <- function(cells) {
+  cells <- c(ncells = cells[[1L]], vcells = cells[[2L]])
+  structure(new_mem_bytes(cells[[1L]] * 56 + cells[[2L]] * 8), cells = cells)
+}
+
+#' @export
+print.mem_rm <- function(x, ...) {
+  cat(sprintf("<mem_rm> removed %s\n", paste(x$names, collapse = ", ")))
+  fmt <- function(b) {
+    cells <- attr(b, "cells")
+    sprintf("%s (%s Ncells, %s Vcells)", format(b),
+            format(cells[[1L]], big.mark = ",", scientific = FALSE),
+            format(cells[[2L]], big.mark = ",", scientific = FALSE))
+  }
+  cat("predicted: ", fmt(x$predicted), "\n", sep = "")
+  cat("freed:     ", fmt(x$freed), "\n", sep = "")
+  invisible(x)
+}
+
+#' Identical vectors stored more than once
+#'
+#' `mem_dupes()` finds vectors inside `x` (an object, or every binding of an
+#' environment) whose contents are identical but which are stored
+#' separately: each copy takes its own memory, and all but one are waste
+#' that sharing one copy would save. Contents are hashed in C and only
+#' vectors with equal hashes are compared, so the search takes time in
+#' proportion to the data, not to the number of pairs.
+#'
+#' Vectors of the same type and length with the same data are duplicates,
+#' whatever their attributes (two columns of different data frames, or a
+#' vector and a copy with new names). The same vector reached along two
+#' paths is shared, not duplicated. The search follows list elements,
+#' attributes, closures' environments and environments' bindings (not the
+#' global environment, namespaces or package environments unless `x` is
+#' one); promises are not forced and active bindings are not called.
+#' Compact (ALTREP) vectors are skipped: their data are not stored.
+#'
+#' @param x An object or an environment.
+#' @param min_bytes Vectors smaller than this many bytes are not reported.
+#' @return A data frame of class `mem_dupes`, one row per group of
+#'   identical vectors, largest waste first: `type`, `length`, `size` (of one
+#'   copy), `copies`, `wasted` (`size * (copies - 1)`, [mem_bytes]) and
+#'   `paths` (a list: the R code that reaches each copy).
+#' @export
+#' @examples
+#' a <- runif(1e4)
+#' x <- list(a = a, b = a + 0, c = a, d = runif(1e4))
+#' mem_dupes(x)   # x$b is a copy of x$a; x$c is the same vector
+mem_dupes <- function(x, min_bytes = 1e4) {
+  check_scalar_number(min_bytes, min = 0)
+  label <- deparse(substitute(x), width.cutoff = 60L, nlines = 1L)
+  if (!grepl("^[A-Za-z.][A-Za-z0-9._]*$", label)) label <- "x"
+  found <- collect_vectors(x, label, min_bytes)
+  h <- .Call(ffi_retained_hash, found$vecs)
+  group <- h[[1L]]
+  keep <- !is.na(group) & h[[2L]] >= min_bytes
+  ids <- h[[3L]]
+  rows <- split(which(keep), group[keep])
+  rows <- rows[vapply(rows, function(r) length(unique(ids[r])) > 1L, logical(1))]
+  out <- data.frame(
+    type = vapply(rows, function(r) typeof(found$vecs[[r[[1L]]]]), character(1)),
+    length = vapply(rows, function(r) as.double(length(found$vecs[[r[[1L]]]])), double(1)),
+    stringsAsFactors = FALSE
+  )
+  size <- vapply(rows, function(r) h[[2L]][[r[[1L]]]], double(1))
+  copies <- vapply(rows, function(r) length(unique(ids[r])), integer(1))
+  out$size <- new_mem_bytes(size)
+  out$copies <- copies
+  out$wasted <- new_mem_bytes(size * (copies - 1L))
+  out$paths <- lapply(rows, function(r) found$paths[r])
+  out <- out[order(-size * (copies - 1L)), , drop = FALSE]
+  rownames(out) <- NULL
+  structure(out, class = c("mem_dupes", "data.frame"))
+}
+
+#' @export
+print.mem_dupes <- function(x, ...) {
+  n <- nrow(x)
+  cat(sprintf("<mem_dupes> %d group%s of identical vectors, %s wasted\n", n,
+              if (n == 1L) "" else "s", format(sum(x$wasted))))
+  if (n == 0L) return(invisible(x))
+  df <- data.frame(
+    type = x$type, length = format(x$length, big.mark = ",", scientific = FALSE),
+    size = format(x$size), copies = x$copies, wasted = format(x$wasted),
+    paths = "", stringsAsFactors = FALSE
+  )
+  # The paths take what is left of the line.
+  room <- getOption("width", 80L) - sum(vapply(df[-6L], function(col) {
+    max(nchar(c(col, "length")))
+  }, numeric(1))) - 7L
+  df$paths <- vapply(x$paths, function(p) {
+    s <- paste(p, collapse = ", ")
+    if (nchar(s) <= room) return(s)
+    more <- sprintf(" +%d more", length(p) - 1L)
+    paste0(strtrim(p[[1L]], max(10L, room - nchar(more) - 3L)),
+           if (nchar(p[[1L]]) > room - nchar(more)) "...", more)
+  }, character(1))
+  print(df, right = FALSE, row.names = FALSE)
+  invisible(x)
+}
+
+# The vectors inside x that could be at least min_bytes, with the R code
+# that reaches each. An explicit stack (nesting depth is unbounded) and a set
+# of environments already walked (they may hold themselves).
+collect_vectors <- function(x, label, min_bytes) {
+  stack <- vector("list", 64L)
+  top <- 0L
+  push <- function(obj, path) {
+    if (top == length(stack)) length(stack) <<- 2L * top
+    top <<- top + 1L
+    stack[[top]] <<- list(obj, path)
+  }
+  vecs <- list()
+  paths <- character()
+  nv <- 0L
+  seen <- new.env(hash = TRUE, parent = emptyenv())
+  opaque <- c(list(globalenv(), baseenv(), emptyenv()), search_envs())
+  is_opaque <- function(env) {
+    isNamespace(env) || any(vapply(opaque, identical, logical(1), env))
+  }
+  elt_bytes <- c(logical = 4, integer = 4, double = 8, complex = 16,
+                 character = 8, raw = 1)
+  push(x, label)
+  root <- TRUE
+  while (top > 0L) {
+    item <- stack[[top]]
+    stack[top] <- list(NULL)
+    top <- top - 1L
+    obj <- item[[1L]]
+    path <- item[[2L]]
+    # Pushed in reverse, so that paths come out in order: elements first,
+    # then attributes.
+    if (!is.environment(obj) && !is.function(obj)) {
+      at <- attributes(obj)
+      for (a in rev(names(at))) {
+        push(at[[a]], sprintf("attr(%s, \"%s\")", path, a))
+      }
+    }
+    if (is.environment(obj)) {
+      key <- format(obj)
+      if (!is.null(seen[[key]]) || (!root && is_opaque(obj))) next
+      seen[[key]] <- TRUE
+      b <- .Call(ffi_session_bindings, obj)
+      vals <- which(b[[2L]] == "value")
+      for (i in rev(vals[order(b[[1L]][vals])])) {
+        nm <- b[[1L]][[i]]
+        push(get(nm, envir = obj, inherits = FALSE), paste0(path, "$", r_name(nm)))
+      }
+    } else if (is.function(obj)) {
+      env <- environment(obj)
+      if (!is.null(env)) push(env, sprintf("environment(%s)", path))
+    } else if (is.list(obj)) {
+      nms <- names(obj)
+      unique_name <- if (is.null(nms)) logical(length(obj)) else
+        !is.na(nms) & nzchar(nms) & !(duplicated(nms) | duplicated(nms, fromLast = TRUE))
+      for (i in rev(seq_along(obj))) {
+        el <- .subset2(obj, i)
+        if (is.null(el) || is.atomic(el) && is.null(attributes(el)) &&
+            length(el) * elt_bytes[[typeof(el)]] < min_bytes - 56) next
+        p <- if (unique_name[[i]]) {
+          paste0(path, "$", r_name(nms[[i]]))
+        } else {
+          sprintf("%s[[%d]]", path, i)
+        }
+        push(el, p)
+      }
+    } else if (is.atomic(obj)) {
+      if (length(obj) * elt_bytes[[typeof(obj)]] >= min_bytes - 56) {
+        nv <- nv + 1L
+        vecs[[nv]] <- obj
+        paths[[nv]] <- path
+      }
+    }
+    root <- FALSE
+  }
+  list(vecs = vecs, paths = paths)
+}
+
+r_name <- function(nm) {
+  if (make.names(nm) == nm) nm else paste0("`", gsub("`", "\\\\`", nm), "`")
+}

@@ -1,0 +1,423 @@
+# ---- ground truth -----------------------------------------------------------
+
+# Cells that removing `names` from `envir` and a full collection free,
+# measured in a forked child so the test process keeps its objects. The
+# count keeps what it measures in a vector made beforehand and forces all it
+# uses before the first collection; the JIT is off (compiling a function on
+# its first calls would allocate between the counts). What the counting
+# itself leaves alive is measured once, on an empty removal, and subtracted.
+count_freed_cells <- function(nms, envir) {
+  force(nms)
+  rm(list = character(), envir = envir)
+  cells <- numeric(4)
+  first <- 1:2
+  second <- 3:4
+  cells[first] <- used_cells()
+  rm(list = nms, envir = envir)
+  cells[second] <- used_cells()
+  cells[first] - cells[second]
+}
+
+# One full collection frees whatever the previous count left behind. (The
+# child collects once before counting: after fork() it holds garbage with
+# finalizers, which the first collection runs and the second frees.)
+used_cells <- function() {
+  g <- gc(full = TRUE)
+  c(g[1L, 1L], g[2L, 1L])
+}
+
+in_fork <- function(expr) {
+  job <- parallel::mcparallel(expr)
+  res <- parallel::mccollect(job)[[1L]]
+  if (inherits(res, "try-error")) stop(res)
+  res
+}
+
+# A matrix (ncells, vcells by removal) of what each removal frees, done in
+# turn in one forked child. `removals` is a list of list(names, envir); the
+# environments must not share memory with one another. Two empty removals
+# come first: one warms up, the other measures what the counting itself
+# leaves alive, which is subtracted.
+freed_in_child <- function(removals) {
+  skip_on_os("windows")
+  none <- list(names = character(), envir = new.env())
+  all <- c(list(none, none), removals)
+  res <- in_fork({
+    compiler::enableJIT(0)
+    gc(full = TRUE)
+    vapply(all, function(r) count_freed_cells(r$names, r$envir), numeric(2))
+  })
+  out <- res[, -(1:2), drop = FALSE] - res[, 2L]
+  rownames(out) <- c("ncells", "vcells")
+  out
+}
+
+cells_of <- function(x) attr(x, "cells")
+
+# ---- random object graphs ---------------------------------------------------
+
+# An environment of `n` bindings whose values share memory in random ways:
+# vectors of every size class, aliases, lists holding other values, nested
+# environments (some holding themselves) and closures capturing them. Strings
+# are random so that no symbol or other object in the session holds them.
+random_graph <- function(seed, n = 8L) {
+  withr::local_seed(seed)
+  e <- new.env(parent = emptyenv())
+  pool <- list()
+  pick <- function() if (length(pool)) pool[[sample.int(length(pool), 1L)]] else runif(3)
+  hex <- function(k) {
+    vapply(seq_len(k), function(i) paste(sample(c(0:9, letters[1:6]), 12L, TRUE), collapse = ""),
+           character(1))
+  }
+  for (i in seq_len(n)) {
+    kind <- sample(c("vec", "vec", "str", "alias", "list", "env", "closure"), 1L)
+    val <- switch(kind,
+      vec = runif(sample(c(0L, 1L, 3L, 5L, 12L, 40L, 300L, 5000L), 1L)),
+      str = hex(sample(1:20, 1L)),
+      alias = pick(),
+      list = {
+        k <- sample(1:4, 1L)
+        l <- lapply(seq_len(k), function(j) if (runif(1) < 0.6) pick() else runif(7))
+        if (runif(1) < 0.5) names(l) <- hex(k)
+        l
+      },
+      env = {
+        inner <- new.env(parent = emptyenv())
+        inner$a <- pick()
+        if (runif(1) < 0.5) inner$self <- inner
+        if (runif(1) < 0.3) inner$b <- runif(20)
+        inner
+      },
+      closure = {
+        inner <- new.env(parent = emptyenv())
+        inner$v <- pick()
+        f <- function() NULL
+        environment(f) <- inner
+        f
+      }
+    )
+    if (runif(1) < 0.15 && is.atomic(val) && length(val)) attr(val, "tag") <- pick()
+    nm <- sprintf("b%02d", i)
+    assign(nm, val, envir = e)
+    pool[[length(pool) + 1L]] <- val
+  }
+  e
+}
+
+random_subset <- function(e) {
+  nms <- sort(ls(e))
+  sample(nms, sample.int(length(nms), 1L))
+}
+
+# ---- the ground truth itself ------------------------------------------------
+
+test_that("the fork-based ground truth counts what removal frees", {
+  skip_if_not_linux()
+  graph <- function() {
+    e <- new.env(parent = emptyenv())
+    e$big <- runif(1e5)
+    e$alias <- e$big
+    e$own <- runif(1e4)
+    e
+  }
+  cases <- list(
+    list(names = "own", envir = graph()),
+    list(names = "big", envir = graph()),
+    list(names = c("big", "alias"), envir = graph()),
+    list(names = character(), envir = graph())
+  )
+  # A binding cell is one Ncell; a vector of 1e4 doubles 1 + 1e4 cells.
+  expect_equal(freed_in_child(cases), cbind(
+    c(ncells = 2, vcells = 1e4), c(1, 0), c(3, 1e5), c(0, 0)
+  ))
+})
+
+# ---- mem_retained() ---------------------------------------------------------
+
+test_that("mem_retained() counts only what no other binding reaches", {
+  e <- new.env(parent = emptyenv())
+  e$big <- runif(1e5)
+  e$alias <- e$big
+  e$own <- runif(1e4)
+  expect_equal(cells_of(mem_retained("big", e)), c(ncells = 1, vcells = 0))
+  expect_equal(cells_of(mem_retained(c("big", "alias"), e)), c(ncells = 3, vcells = 1e5))
+  r <- mem_retained("own", e)
+  expect_s3_class(r, "mem_bytes")
+  expect_equal(as.numeric(r), 56 + 48 + 8e4)
+})
+
+test_that("mem_retained() sees values held by the call stack", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e4)
+  held <- function(v) {
+    force(v)
+    mem_retained("x", e)
+  }
+  # The argument is a promise in held()'s frame whose value is e$x.
+  expect_equal(cells_of(held(e$x)), c(ncells = 1, vcells = 0))
+  expect_equal(cells_of(mem_retained("x", e)), c(ncells = 2, vcells = 1e4))
+})
+
+test_that("mem_retained() works in the caller's frame and never forces promises", {
+  f <- function() {
+    x <- runif(1e4)
+    delayedAssign("p", stop("forced"))
+    list(x = mem_retained("x"), p = mem_retained("p"))
+  }
+  res <- f()
+  expect_equal(cells_of(res$x), c(ncells = 2, vcells = 1e4))
+  expect_gt(as.numeric(res$p), 0)
+})
+
+test_that("mem_retained() equals what removal frees on random graphs", {
+  skip_if_not_linux()
+  skip_on_cran()
+  # Fewer under valgrind, which runs everything some 30 times slower.
+  n <- if (identical(Sys.getenv("MEMKIT_VALGRIND"), "true")) 10L else 50L
+  graphs <- lapply(seq_len(n), random_graph)
+  subsets <- lapply(graphs, random_subset)
+  predicted <- mapply(function(g, s) cells_of(mem_retained(s, g)), graphs, subsets)
+  freed <- freed_in_child(Map(function(g, s) list(names = s, envir = g), graphs, subsets))
+  for (i in seq_along(graphs)) {
+    expect_equal(freed[, i], predicted[, i],
+                 label = sprintf("freed (seed %d: %s)", i, paste(subsets[[i]], collapse = " ")))
+  }
+})
+
+test_that("mem_rm() predicts what it frees on random graphs", {
+  skip_if_not_linux()
+  skip_on_cran()
+  warm <- new.env()
+  warm$w <- 1
+  mem_rm(list = "w", envir = warm)
+  graphs <- lapply(51:55, random_graph)
+  subsets <- lapply(graphs, random_subset)
+  res <- in_fork({
+    compiler::enableJIT(0)
+    Map(function(g, s) {
+      r <- mem_rm(list = s, envir = g)
+      list(cells_of(r$predicted), cells_of(r$freed), any(vapply(s, exists, NA, envir = g)))
+    }, graphs, subsets)
+  })
+  for (i in seq_along(res)) {
+    expect_equal(res[[i]][[2L]], res[[i]][[1L]], label = sprintf("freed (seed %d)", 50 + i))
+    expect_false(res[[i]][[3L]])
+  }
+})
+
+test_that("mem_retained() rejects what it cannot answer", {
+  e <- new.env()
+  e$a <- 1
+  expect_snapshot(error = TRUE, {
+    mem_retained("zz", e)
+    mem_retained(c("a", "zz", "yy"), e)
+    mem_retained(1, e)
+    mem_retained("a", list())
+    mem_retained("pi", baseenv())
+  })
+  expect_error(mem_retained("zz", e), class = "memkit_error_argument")
+})
+
+# ---- mem_ls() -----------------------------------------------------------------
+
+test_that("mem_ls() lists sizes, retained sizes and shares", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e5)
+  e$y <- list(e$x, runif(10))
+  e$z <- rnorm(5e4)
+  delayedAssign("lazy", stop("never forced"), eval.env = emptyenv(), assign.env = e)
+  # Made without source references, whose size depends on this file.
+  act <- as.function(alist(stop("never called")), envir = emptyenv())
+  makeActiveBinding("act", act, e)
+  res <- mem_ls(e)
+  expect_s3_class(res, c("mem_ls", "data.frame"))
+  expect_setequal(res$name, c("x", "y", "z", "lazy", "act"))
+  expect_identical(res$name[[1L]], "z")
+  expect_identical(res$shares[[match("x", res$name)]], "y")
+  expect_identical(res$shares[[match("y", res$name)]], "x")
+  expect_identical(res$class[match(c("lazy", "act"), res$name)], c("<promise>", "<active>"))
+  for (nm in res$name) {
+    expect_equal(res$retained[[match(nm, res$name)]], mem_retained(nm, e), ignore_attr = TRUE)
+  }
+  expect_equal(attr(res, "total_retained"), mem_retained(res$name, e))
+  expect_snapshot(print(res))
+})
+
+test_that("mem_ls() lists a function's missing arguments without touching them", {
+  f <- function(a, b) mem_ls()
+  one <- 1
+  res <- f(one)
+  expect_identical(res$class[match(c("a", "b"), res$name)], c("<promise>", "<missing>"))
+})
+
+test_that("mem_ls() of an empty environment prints", {
+  expect_snapshot(mem_ls(new.env()))
+})
+
+# Do two bindings share memory? Together they are smaller than apart. (A
+# function, so that no frame of the test keeps the values alive.)
+share_memory <- function(a, b, envir) {
+  a <- get(a, envir = envir)
+  b <- get(b, envir = envir)
+  as.numeric(mem_size(a, b)) < as.numeric(mem_size(a) + mem_size(b))
+}
+
+test_that("mem_ls() on random graphs: retained as mem_retained(), shares real", {
+  for (seed in 1:3) {
+    e <- random_graph(seed, n = 10L)
+    res <- mem_ls(e)
+    expect_lte(sum(res$retained), attr(res, "total_retained"))
+    expect_equal(attr(res, "total_retained"), mem_retained(res$name, e))
+    for (i in seq_len(nrow(res))) {
+      expect_equal(res$retained[[i]], mem_retained(res$name[[i]], e), ignore_attr = TRUE,
+                   label = sprintf("retained (seed %d, %s)", seed, res$name[[i]]))
+      for (other in res$shares[[i]]) {
+        expect_true(share_memory(res$name[[i]], other, e))
+      }
+    }
+  }
+})
+
+test_that("mem_ls() on 1,000 bindings sharing memory at random", {
+  skip_on_cran()
+  withr::local_seed(1)
+  e <- new.env()
+  base <- lapply(1:200, function(i) runif(sample(1:2000, 1L)))
+  for (i in 1:1000) {
+    k <- sample(0:3, 1L)
+    val <- if (k == 0L) runif(sample(1:500, 1L)) else base[sample.int(200L, k)]
+    assign(sprintf("v%04d", i), val, envir = e)
+  }
+  rm(base)
+  res <- mem_ls(e)
+  expect_equal(nrow(res), 1000L)
+  expect_lte(sum(res$retained), attr(res, "total_retained"))
+  # Every share listed is real: the two bindings hold a vector in common.
+  held <- lapply(mget(res$name, envir = e), function(v) if (is.list(v)) v else list(v))
+  for (i in sample(which(lengths(res$shares) > 0L), 50L)) {
+    mine <- held[[res$name[[i]]]]
+    for (other in res$shares[[i]]) {
+      theirs <- held[[other]]
+      expect_true(any(vapply(mine, function(a) any(vapply(theirs, identical, logical(1), a)),
+                             logical(1))))
+    }
+  }
+  # ... and every sharing pair is listed.
+  unshared <- res$name[lengths(res$shares) == 0L]
+  for (nm in sample(unshared, min(50L, length(unshared)))) {
+    expect_equal(res$retained[[match(nm, res$name)]], mem_size(get(nm, envir = e)) + 56,
+                 ignore_attr = TRUE)
+  }
+})
+
+# ---- mem_rm() -------------------------------------------------------------------
+
+test_that("mem_rm() removes and reports", {
+  e <- new.env()
+  e$x <- runif(1e5)
+  e$y <- 1
+  res <- mem_rm(x, envir = e)
+  expect_false(exists("x", envir = e))
+  expect_true(exists("y", envir = e))
+  expect_identical(res$names, "x")
+  expect_equal(cells_of(res$predicted), c(ncells = 2, vcells = 1e5))
+  expect_snapshot(print(res), transform = function(x) gsub("-?[0-9][0-9.,]* ?[KMG]?i?B|-?[0-9][0-9,]*", "<n>", x))
+  expect_snapshot(error = TRUE, {
+    mem_rm(nope, envir = e)
+    mem_rm(f(x), envir = e)
+  })
+})
+
+# ---- mem_gc() -------------------------------------------------------------------
+
+test_that("mem_gc() reports before, after and freed", {
+  res <- mem_gc()
+  expect_s3_class(res, c("mem_gc", "data.frame"))
+  expect_identical(res$what, c("Ncells", "Vcells", "RSS"))
+  expect_s3_class(res$freed, "mem_bytes")
+  expect_true(all(res$before[1:2] >= res$after[1:2]))
+  # Garbage made after one mem_gc() is freed by the next.
+  x <- runif(1e6)
+  rm(x)
+  res <- mem_gc()
+  expect_gte(as.numeric(res$freed[[2L]]), 8e6)
+  expect_snapshot(print(res), transform = function(x) gsub(" *-?[0-9][0-9.]* ?[KMG]?i?B", " <n>", x))
+})
+
+test_that("mem_gc(trim = TRUE) adds the trim row", {
+  res <- mem_gc(trim = TRUE)
+  expect_identical(res$what, c("Ncells", "Vcells", "RSS", "RSS (trim)"))
+  expect_type(attr(res, "trimmed"), "logical")
+  expect_snapshot(error = TRUE, {
+    mem_gc(full = NA)
+    mem_gc(trim = "yes")
+  })
+})
+
+test_that("mem_gc(trim = TRUE) gives a large freed list back to the system", {
+  skip_if_not_linux()
+  skip_on_cran()
+  skip_if_not(Sys.getenv("MEMKIT_HEAVY_TESTS") == "true", "set MEMKIT_HEAVY_TESTS=true")
+  res <- in_fork({
+    mem_gc(trim = TRUE)
+    before <- rss_now()
+    x <- lapply(1:1e7, function(i) c(i, i))
+    made <- rss_now()
+    rm(x)
+    plain <- mem_gc()
+    trimmed <- mem_gc(trim = TRUE)
+    list(before = before, made = made, plain = plain, trimmed = trimmed)
+  })
+  after <- res$trimmed$after[[4L]]
+  message(sprintf("RSS before %s, with the list %s, after rm + gc %s, after trim %s",
+                  format(res$before), format(res$made), format(res$plain$after[[3L]]), format(after)))
+  expect_gt(as.numeric(res$plain$after[[3L]]), 1.5 * as.numeric(res$before))
+  expect_lt(abs(as.numeric(after) - as.numeric(res$before)), 0.1 * as.numeric(res$before))
+})
+
+# ---- mem_dupes() ----------------------------------------------------------------
+
+test_that("mem_dupes() finds copies, not shared vectors", {
+  a <- runif(1e4)
+  x <- list(a = a, b = a + 0, c = a, d = runif(1e4), e = list(f = a + 0))
+  res <- mem_dupes(x)
+  expect_s3_class(res, c("mem_dupes", "data.frame"))
+  expect_equal(nrow(res), 1L)
+  expect_identical(res$copies, 3L)
+  expect_equal(as.numeric(res$wasted), 2 * (48 + 8e4))
+  expect_setequal(res$paths[[1L]], c("x$a", "x$b", "x$c", "x$e$f"))
+  expect_snapshot(print(res))
+})
+
+test_that("mem_dupes() walks environments, attributes and closures without forcing", {
+  e <- new.env()
+  e$v <- 1:1e4 + 0L
+  e$w <- structure(1:3, extra = 1:1e4 + 0L)
+  e$f <- local({ inner <- 1:1e4 + 0L; function() inner })
+  e$self <- e
+  delayedAssign("p", stop("forced"), assign.env = e)
+  makeActiveBinding("act", function() stop("called"), e)
+  res <- mem_dupes(e)
+  expect_equal(nrow(res), 1L)
+  expect_setequal(res$paths[[1L]], c("e$v", "attr(e$w, \"extra\")", "environment(e$f)$inner"))
+  expect_equal(nrow(mem_dupes(e, min_bytes = 1e6)), 0L)
+})
+
+test_that("mem_dupes() tells apart vectors that differ in type or one element", {
+  a <- runif(1e4)
+  b <- a
+  b[5000] <- 0
+  x <- list(a, b, as.integer(a * 1e6), as.integer(a * 1e6), letters, letters[26:1])
+  res <- mem_dupes(x, min_bytes = 0)
+  expect_equal(nrow(res), 1L)
+  expect_identical(res$type, "integer")
+  expect_snapshot(error = TRUE, mem_dupes(x, min_bytes = -1))
+})
+
+test_that("mem_dupes() handles deep nesting and leaves compact vectors compact", {
+  x <- list()
+  for (i in 1:1e4) x <- list(x)
+  expect_equal(nrow(mem_dupes(x)), 0L)
+  y <- list(1:1e6, 1:1e6)
+  expect_equal(nrow(mem_dupes(y)), 0L)
+})
