@@ -27,6 +27,11 @@ static const R_CallMethodDef call_methods[] = {
   /* GC tracing */
 
   /* profiling */
+  CALLDEF(ffi_sampler_start, 1),
+  CALLDEF(ffi_sampler_stop, 1),
+  CALLDEF(ffi_sampler_peak, 0),
+  CALLDEF(ffi_sampler_reset, 0),
+  CALLDEF(ffi_profile_trim, 0),
 
   {NULL, NULL, 0}
 };

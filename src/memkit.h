@@ -26,5 +26,10 @@ SEXP ffi_utils_rss(void);
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
 
 /* ---- profiling (src/sampler.c) -------------------------------------------- */
+SEXP ffi_sampler_start(SEXP interval);
+SEXP ffi_sampler_stop(SEXP sampler);
+SEXP ffi_sampler_peak(void);
+SEXP ffi_sampler_reset(void);
+SEXP ffi_profile_trim(void);
 
 #endif
