@@ -78,7 +78,7 @@ mem_leaks <- function(f, n = 100, warmup = 10) {
     if (show) cli::cli_progress_update()
   }
   if (show) cli::cli_progress_done()
-  heap <- ncells * ncell_bytes() + vcells * 8
+  heap <- ncells * ncell_bytes + vcells * vcell_bytes
 
   measured <- seq_len(total) > warmup
   thresholds <- c(heap = 16, rss = 1024)

@@ -66,9 +66,6 @@ peak_method_text <- function(method) {
   )
 }
 
-# Bytes per cons cell (R's SEXPREC) and per vector cell.
-ncell_bytes <- function() if (.Machine$sizeof.pointer == 8L) 56 else 28
-
 #' Memory over time while an expression runs
 #'
 #' `mem_profile()` evaluates `expr` while a background thread records the
@@ -99,13 +96,15 @@ ncell_bytes <- function() if (.Machine$sizeof.pointer == 8L) 56 else 28
 #' @return `mem_profile()`: a `mem_profile` object, a list with
 #'   * `samples`: a data frame of `time` (seconds since the start) and `rss`
 #'     (resident memory, [mem_bytes]);
-#'   * `gc`: the collections while `expr` ran, as from [gc_trace()], with
-#'     `time` in seconds since the start and `heap` (cons and vector cells in
-#'     use after the collection, [mem_bytes]);
+#'   * `gc`: the collections while `expr` ran, the events of [gc_trace()]
+#'     with `time` in seconds since the start, plus `heap` and `trigger`: the
+#'     cons and vector heaps in use after the collection, and the sum of their
+#'     triggers ([mem_bytes]);
 #'   * `marks`: a data frame of `label`, `time` and `rss`;
 #'   * `baseline`, `peak`, `end`: resident memory at the start, at the peak and
 #'     at the end, and `peak_method`;
-#'   * `duration`, `interval`, and `value`, the value of `expr`.
+#'   * `duration`, `gc_time` (seconds in collections, from [gc.time()]),
+#'     `interval`, and `value`, the value of `expr`.
 #'
 #'   Its `summary()` gives the figures, `plot()` draws the timeline (resident
 #'   memory, the R heap after each collection, collections as ticks coloured
@@ -133,28 +132,31 @@ mem_profile <- function(expr, interval = 0.01) {
   check_scalar_number(interval, min = 1e-4)
   st <- peak_begin(profile = TRUE)
   sampler <- NULL
-  tracing <- FALSE
+  trace_id <- NULL
   on.exit({
     if (!is.null(sampler)) .Call(ffi_sampler_stop, sampler)
-    if (tracing) profile_gc_stop()
+    if (!is.null(trace_id)) gctrace_abandon(trace_id)
     peak_forget(st)
   })
-  tracing <- profile_gc_start()
+  trace_id <- profile_gc_start()
   sampler <- .Call(ffi_sampler_start, interval)
   start <- mono_now()
   value <- expr
   end_time <- mono_now()
   readings <- .Call(ffi_sampler_stop, sampler)
   sampler <- NULL
-  gc_events <- if (tracing) profile_gc_stop() else profile_gc_empty()
-  tracing <- FALSE
+  trace <- profile_gc_stop(trace_id)
+  trace_id <- NULL
   end_rss <- rss_now()
 
   sampled <- if (length(readings$rss)) max(readings$rss, na.rm = TRUE) else -Inf
   peak <- peak_end(st, sampled)
   samples <- data.frame(time = readings$time - start,
                         rss = new_mem_bytes(readings$rss))
+  gc_events <- trace$events
   gc_events$time <- gc_events$mono - start
+  gc_events$heap <- gc_events$ncells_used + gc_events$vcells_used
+  gc_events$trigger <- gc_events$ncells_trigger + gc_events$vcells_trigger
   marks <- st$marks
   marks <- data.frame(
     label = vapply(marks, `[[`, "", "label"),
@@ -174,6 +176,7 @@ mem_profile <- function(expr, interval = 0.01) {
     peak_method = peak$method,
     end = end_rss,
     duration = end_time - start,
+    gc_time = trace$gc_time,
     interval = interval,
     value = value
   ), class = "mem_profile")
@@ -199,15 +202,18 @@ mem_mark <- function(label) {
 
 # ---- GC events ----------------------------------------------------------------
 
-# The GC part of a profile is a call into the tracer (R/gctrace.R).
-profile_gc_start <- function() FALSE
+# The GC part of a profile is a trace (R/gctrace.R) over the same stretch:
+# one more view on the one tracer, so gc_trace() inside mem_profile() and
+# mem_profile() inside gc_trace() both work. It is ended by its id, so a
+# gc_trace_start() left running inside `expr` cannot take its place.
+profile_gc_start <- function() {
+  tryCatch(gc_trace_start(), memkit_error_unsupported = function(e) NULL)
+}
 
-profile_gc_stop <- function() profile_gc_empty()
-
-profile_gc_empty <- function() {
-  data.frame(gc = integer(), time = double(), mono = double(), level = integer(),
-             heap = new_mem_bytes(double()), trigger = new_mem_bytes(double()),
-             duration = double())
+profile_gc_stop <- function(id) {
+  trace <- if (!is.null(id)) gctrace_end(id, NULL)
+  if (is.null(trace)) trace <- list(events = empty_events(), gc_time = NA_real_)
+  trace
 }
 
 # ---- methods --------------------------------------------------------------------
@@ -243,7 +249,7 @@ summary.mem_profile <- function(object, ...) {
   g <- object$gc
   levels <- table(factor(g$level, levels = 0:2))
   levels <- stats::setNames(as.integer(levels), names(levels))
-  gc_time <- sum(g$duration, na.rm = TRUE)
+  gc_time <- object$gc_time
   out <- list(
     duration = object$duration,
     samples = nrow(object$samples),
@@ -253,7 +259,7 @@ summary.mem_profile <- function(object, ...) {
     peak_method = object$peak_method,
     end = object$end,
     net = object$end - object$baseline,
-    heap_peak = if (nrow(g)) max(g$heap) else new_mem_bytes(NA_real_),
+    heap_peak = if (any(!is.na(g$heap))) max(g$heap, na.rm = TRUE) else new_mem_bytes(NA_real_),
     collections = nrow(g),
     by_level = levels[levels > 0L],
     gc_time = gc_time,
@@ -295,6 +301,7 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   rss <- as.numeric(s$rss) / div
   heap <- as.numeric(g$heap) / div
   trig <- as.numeric(g$trigger) / div
+  known <- !is.na(heap)
   peak <- as.numeric(x$peak) / div
   ymax <- max(c(rss, heap, trig, peak, 1e-9), na.rm = TRUE) * 1.12
   xmax <- max(c(x$duration, s$time, 1e-9), na.rm = TRUE)
@@ -302,9 +309,9 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
                  xlab = "time (s)", ylab = sprintf("memory (%s)", units), main = main, ...)
   graphics::abline(h = as.numeric(x$baseline) / div, col = "grey60", lty = 3)
   if (nrow(g)) {
-    graphics::lines(g$time, trig, type = "s", col = "steelblue", lty = 2)
-    graphics::lines(g$time, heap, type = "o", pch = 20, cex = 0.5, col = "steelblue")
-    cols <- c("grey50", "darkorange", "red3")[g$level + 1L]
+    graphics::lines(g$time[known], trig[known], type = "s", col = "steelblue", lty = 2)
+    graphics::lines(g$time[known], heap[known], type = "o", pch = 20, cex = 0.5, col = "steelblue")
+    cols <- c("grey50", "darkorange", "red3", "grey80")[ifelse(is.na(g$level), 4L, g$level + 1L)]
     graphics::segments(g$time, 0, g$time, ymax * 0.03, col = cols)
   }
   if (!is.na(peak)) {
@@ -325,7 +332,7 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
     graphics::abline(v = m$time, col = "grey70", lty = 3)
     graphics::text((m$time + ends) / 2, mean(top), m$label, cex = 0.75)
   }
-  graphics::legend("topright", inset = c(0, 0.08), bty = "n", cex = 0.75,
+  graphics::legend("topright", inset = c(0.01, 0.1), bty = "n", cex = 0.75,
                    legend = c("resident", "R heap after GC", "GC trigger", "peak"),
                    col = c("black", "steelblue", "steelblue", "red"),
                    lty = c(1, 1, 2, 2))
@@ -349,7 +356,7 @@ mem_peak <- function(expr, heap = TRUE) {
   check_flag(heap)
   if (heap) {
     g <- gc(reset = TRUE)
-    heap_start <- sum(g[, 1L] * c(ncell_bytes(), 8))
+    heap_start <- sum(g[, 1L] * c(ncell_bytes, vcell_bytes))
   }
   st <- peak_begin(profile = FALSE)
   sampler <- NULL
@@ -370,7 +377,7 @@ mem_peak <- function(expr, heap = TRUE) {
   heap_peak <- NA_real_
   if (heap) {
     g <- gc()
-    heap_peak <- sum(g[, 5L] * c(ncell_bytes(), 8)) - heap_start
+    heap_peak <- sum(g[, 5L] * c(ncell_bytes, vcell_bytes)) - heap_start
   }
   structure(new_mem_bytes(peak$bytes - as.numeric(st$baseline)),
             baseline = st$baseline,

@@ -25,6 +25,13 @@ static const R_CallMethodDef call_methods[] = {
   /* file-backed matrices */
 
   /* GC tracing */
+  CALLDEF(ffi_gctrace_open, 0),
+  CALLDEF(ffi_gctrace_close, 1),
+  CALLDEF(ffi_gctrace_arm, 0),
+  CALLDEF(ffi_gctrace_disarm, 0),
+  CALLDEF(ffi_gctrace_records, 1),
+  CALLDEF(ffi_gctrace_callbacks, 1),
+  CALLDEF(ffi_gctrace_text, 0),
 
   /* profiling */
   CALLDEF(ffi_sampler_start, 1),

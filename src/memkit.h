@@ -24,6 +24,13 @@ SEXP ffi_utils_rss(void);
 /* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
 
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
+SEXP ffi_gctrace_open(void);
+SEXP ffi_gctrace_close(SEXP handle);
+SEXP ffi_gctrace_arm(void);
+SEXP ffi_gctrace_disarm(void);
+SEXP ffi_gctrace_records(SEXP from);
+SEXP ffi_gctrace_callbacks(SEXP from);
+SEXP ffi_gctrace_text(void);
 
 /* ---- profiling (src/sampler.c) -------------------------------------------- */
 SEXP ffi_sampler_start(SEXP interval);
