@@ -620,7 +620,7 @@ summary.gc_trace <- function(object, ...) {
   tv <- ev$vcells_trigger[!is.na(ev$vcells_trigger)]
   tn <- ev$ncells_trigger[!is.na(ev$ncells_trigger)]
   calls <- ev$call
-  calls[is.na(calls)] <- "<unknown>"
+  calls[is.na(calls)] <- "(none sampled)"
   tab <- sort(table(calls), decreasing = TRUE)
   top <- data.frame(call = names(tab), collections = as.integer(tab),
                     stringsAsFactors = FALSE)
@@ -783,7 +783,7 @@ print.gc_triggers <- function(x, ...) {
   s <- x$settings
   cat("<gc_triggers>\n")
   for (i in 1:2) {
-    what <- if (i == 1L) "Cons cells (language objects, lists' cells)" else "Vector heap"
+    what <- if (i == 1L) "Cons cells (object headers, pairlists, environments)" else "Vector heap (vector data)"
     lim <- if (is.finite(h$limit[[i]])) format(h$limit[i]) else "no limit"
     cat(sprintf("%s: %s in use; next collection at %s (%s free); limit: %s\n",
                 what, format(h$used[i]), format(h$trigger[i]), format(h$free[i]), lim))
