@@ -121,6 +121,7 @@ gc_trace <- function(expr) {
     message = function(m) gctrace_relay_message(m),
     warning = function(w) gctrace_relay_warning(w),
     error = function(e) {
+      e$call <- user_call(e$call)
       tr <- gctrace_end(id, NULL)
       # An inner gc_trace() has attached its own trace already.
       if (is.null(e$gc_trace)) e$gc_trace <- tr
@@ -193,7 +194,19 @@ gctrace_open <- function() {
   # gc.time() has no query: reading it turns it on. Times still zero mean it
   # was off (the default), and it is turned off again at the end.
   the_gc$gctime_was_on <- any(gc.time(TRUE)[1:3] > 0)
-  .Call(ffi_gctrace_arm)
+  the_gc$window <- FALSE
+  .Call(ffi_gctrace_arm, gctrace_check_sink)
+  invisible()
+}
+
+# Run from each GC callback and before each marker: code inside the traced
+# expression that resets the message sink (bench::mark() does on exit) would
+# send R's reports to the console; point the sink back at the pipe. A sink
+# set by such code and still in place (bench::mark()'s own) is left alone.
+gctrace_check_sink <- function() {
+  con <- the_gc$con
+  if (is.null(con) || isTRUE(the_gc$window)) return(invisible())
+  if (sink.number(type = "message") == 2L) sink(con, type = "message")
   invisible()
 }
 
@@ -232,11 +245,13 @@ gctrace_with_user_sink <- function(code) {
     return(code)
   }
   text <- .Call(ffi_gctrace_text)
+  the_gc$window <- TRUE
   gcinfo(FALSE)
   gctrace_restore_sink()
   on.exit({
     sink(the_gc$con, type = "message")
     gcinfo(TRUE)
+    the_gc$window <- FALSE
   })
   if (nzchar(text)) cat(text, file = stderr())
   code
@@ -252,9 +267,22 @@ gctrace_relay_message <- function(m) {
 }
 
 gctrace_relay_warning <- function(w) {
-  if (is.null(the_gc$handle) || getOption("warn", 0) < 1) return()
+  if (is.null(the_gc$handle)) return()
+  call <- user_call(w$call)
+  if (getOption("warn", 0) < 1 && identical(call, w$call)) return()
+  w$call <- call
   gctrace_with_user_sink(warning(w))
   invokeRestart("muffleWarning")
+}
+
+# A condition signalled by code at the top of `expr` names gc_trace()'s
+# withCallingHandlers() as its call; the user wrote no such call.
+user_call <- function(call) {
+  if (is.call(call) && identical(call[[1L]], quote(withCallingHandlers)) &&
+      length(call) > 1L && identical(call[[2L]], quote(expr))) {
+    return(NULL)
+  }
+  call
 }
 
 # A collection whose report and exact figures bracket a trace.
@@ -263,6 +291,7 @@ gctrace_mark <- function() gc(verbose = TRUE, full = FALSE)
 gctrace_mark_point <- function() {
   cb0 <- attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
   nrec0 <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
+  gctrace_check_sink()
   m <- gctrace_mark()
   gct <- gc.time()[[3L]]
   mono <- .Call(ffi_utils_now)
@@ -591,7 +620,7 @@ summary.gc_trace <- function(object, ...) {
   tv <- ev$vcells_trigger[!is.na(ev$vcells_trigger)]
   tn <- ev$ncells_trigger[!is.na(ev$ncells_trigger)]
   calls <- ev$call
-  calls[is.na(calls)] <- "<unknown>"
+  calls[is.na(calls)] <- "(none sampled)"
   tab <- sort(table(calls), decreasing = TRUE)
   top <- data.frame(call = names(tab), collections = as.integer(tab),
                     stringsAsFactors = FALSE)
@@ -754,7 +783,7 @@ print.gc_triggers <- function(x, ...) {
   s <- x$settings
   cat("<gc_triggers>\n")
   for (i in 1:2) {
-    what <- if (i == 1L) "Cons cells (language objects, lists' cells)" else "Vector heap"
+    what <- if (i == 1L) "Cons cells (object headers, pairlists, environments)" else "Vector heap (vector data)"
     lim <- if (is.finite(h$limit[[i]])) format(h$limit[i]) else "no limit"
     cat(sprintf("%s: %s in use; next collection at %s (%s free); limit: %s\n",
                 what, format(h$used[i]), format(h$trigger[i]), format(h$free[i]), lim))

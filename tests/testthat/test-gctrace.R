@@ -129,3 +129,204 @@ test_that("gc_trace_start() and gc_trace_stop() trace a stretch of a session", {
   expect_complete(tr, before, after)
   expect_identical(session_state(), state)
 })
+
+test_that("five gc() calls in a row give five callbacks (sentinel re-arming)", {
+  # Objects with R finalizers dying in the same collections exercise the
+  # weak-reference list around the sentinel.
+  tr <- gc_trace({
+    for (i in 1:5) {
+      e <- new.env()
+      reg.finalizer(e, function(e) NULL)
+      rm(e)
+      gc()
+    }
+  })
+  ev <- as.data.frame(tr)
+  expect_identical(sum(ev$explicit), 5L)
+  expect_identical(ev$call[ev$explicit], rep("gc()", 5L))
+})
+
+test_that("the stack starts inside the traced expression", {
+  # Many evaluations per collection, so that R reaches safe points (where
+  # the stack is sampled) while inner() is still running.
+  inner <- function() for (i in 1:20000) x <- numeric(1e4)
+  outer <- function() inner()
+  tr <- gc_trace(outer())
+  ev <- as.data.frame(tr)
+  calls <- ev$stack[ev$call %in% "numeric(10000)"]
+  expect_gt(length(calls), 0L)
+  expect_identical(deparse(calls[[1L]][[1L]]), "outer()")
+  expect_identical(deparse(calls[[1L]][[2L]]), "inner()")
+})
+
+test_that("nested traces: the inner one holds its stretch, the outer one everything", {
+  before <- gc_report()
+  tr <- gc_trace({
+    a <- lapply(1:3e4, function(i) numeric(20))
+    inner <- gc_trace(lapply(1:3e4, function(i) numeric(20)))
+    inner
+  })
+  after <- gc_report()
+  outer_ev <- expect_complete(tr, before, after)
+  inner_ev <- as.data.frame(tr$value)
+  expect_true(all(inner_ev$gc %in% outer_ev$gc))
+  # The inner trace's two ends are explicit collections in the outer one.
+  expect_true(all(c(tr$value$gc_start, tr$value$gc_end) %in% outer_ev$gc[outer_ev$explicit]))
+})
+
+test_that("gc_trace_stop() inside a gc_trace() expression is a state error", {
+  state <- session_state()
+  expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE)
+  expect_identical(session_state(), state)
+})
+
+test_that("bench::mark() inside gc_trace() works and leaves the session as found", {
+  skip_if_not_installed("bench")
+  state <- session_state()
+  before <- gc_report()
+  tr <- gc_trace(bench::mark(numeric(1e6), iterations = 30, check = FALSE))
+  after <- gc_report()
+  ev <- expect_complete(tr, before, after)
+  # bench::mark() captured the reports of its own collections: the trace
+  # knows them from the gaps in R's numbering.
+  expect_gte(sum(!ev$seen), sum(tr$value$n_gc))
+  expect_identical(session_state(), state)
+})
+
+test_that("messages and warnings reach outer handlers once, in order", {
+  options(warn = 0)
+  expect_snapshot({
+    tr <- gc_trace({
+      cat("one\n")
+      message("two")
+      cat("three\n")
+      warning("four")
+      message("five")
+      6
+    })
+    tr$value
+  })
+  expect_message(expect_message(gc_trace({ message("a"); message("b") }), "a"), "b")
+  expect_silent(suppressMessages(gc_trace(message("hidden"))))
+})
+
+test_that("text written straight to the message stream is kept in order (Rscript)", {
+  skip_if_not_installed("processx")
+  script <- withr::local_tempfile(fileext = ".R")
+  writeLines(c(
+    "library(memkit)",
+    "tr <- gc_trace({",
+    "  cat('1\\n'); message('2'); cat('3\\n', file = stderr()); message('4')",
+    "  x <- lapply(1:2e5, function(i) numeric(10)); cat('5\\n', file = stderr())",
+    "  length(x)",
+    "})",
+    "cat('6\\n')",
+    "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start - 1L)",
+    "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
+  ), script)
+  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
+                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
+                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  expect_identical(res$status, 0L)
+  lines <- strsplit(res$stdout, "\n")[[1L]]
+  expect_identical(lines, c(as.character(1:6), "ok 2 FALSE "))
+})
+
+test_that("works in a callr::r() child", {
+  res <- in_child(function() {
+    tr <- memkit::gc_trace(lapply(1:1e5, function(i) numeric(10)))
+    ev <- as.data.frame(tr)
+    list(n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+         sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value$n, res$value$span)
+  expect_identical(res$value$sink, 2L)
+  expect_false(res$value$gcinfo)
+})
+
+test_that("an interrupt leaves the session as found", {
+  res <- in_child(function() {
+    st <- function() list(sink.number(type = "message"), gcinfo(FALSE),
+                          rownames(showConnections(all = TRUE)),
+                          length(dir("/proc/self/fd")), ps::ps_num_threads())
+    gcinfo(FALSE)
+    before <- st()
+    r <- tryCatch(
+      memkit::gc_trace({
+        x <- lapply(1:5e4, function(i) numeric(10))
+        tools::pskill(Sys.getpid(), tools::SIGINT)
+        Sys.sleep(5)
+        "not interrupted"
+      }),
+      interrupt = function(i) "interrupted"
+    )
+    list(r = r, same = identical(st(), before))
+  })
+  skip_if_not_installed("ps")
+  skip_if_not_linux()
+  expect_true(res$ok)
+  expect_identical(res$value$r, "interrupted")
+  expect_true(res$value$same)
+})
+
+test_that("works in an interactive session (driven through tmux)", {
+  skip_on_cran()
+  skip_if(Sys.which("tmux") == "", "tmux is missing")
+  out <- withr::local_tempfile(fileext = ".rds")
+  session <- paste0("memkit-gctrace-", Sys.getpid())
+  lib <- paste(.libPaths(), collapse = ":")
+  system2("tmux", c("new-session", "-d", "-s", session, "-x", "200", "-y", "50",
+                    shQuote(paste0("env R_LIBS=", lib, " ", file.path(R.home("bin"), "R"),
+                                   " --vanilla --quiet"))))
+  on.exit(system2("tmux", c("kill-session", "-t", session), stderr = FALSE), add = TRUE)
+  code <- sprintf(paste0(
+    "library(memkit); tr <- gc_trace({message('hello'); x <- lapply(1:1e5, function(i) numeric(10)); 1}); ",
+    "saveRDS(list(interactive = interactive(), n = nrow(as.data.frame(tr)), ",
+    "span = tr$gc_end - tr$gc_start - 1L, sink = sink.number(type = 'message'), ",
+    "gcinfo = gcinfo(FALSE)), '%s')"), out)
+  Sys.sleep(1)
+  system2("tmux", c("send-keys", "-t", session, shQuote(code), "Enter"))
+  for (i in 1:120) {
+    if (file.exists(out) && file.size(out) > 0) break
+    Sys.sleep(0.25)
+  }
+  Sys.sleep(0.5)
+  screen <- system2("tmux", c("capture-pane", "-p", "-t", session), stdout = TRUE)
+  res <- readRDS(out)
+  expect_true(res$interactive)
+  expect_identical(res$n, res$span)
+  expect_identical(res$sink, 2L)
+  expect_false(res$gcinfo)
+  expect_true(any(screen == "hello"))
+  expect_false(any(grepl("Garbage collection", screen)))
+})
+
+test_that("print() and summary() are short", {
+  tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
+  scrub <- function(x) gsub("[0-9]+(\\.[0-9]+)?", "#", x)
+  expect_snapshot(print(tr), transform = scrub)
+  expect_snapshot(summary(tr), transform = scrub)
+  s <- summary(tr)
+  expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
+  expect_identical(s$explicit, 1L)
+})
+
+test_that("plot() draws in base graphics", {
+  tr <- gc_trace(for (i in 1:30) x <- numeric(5e5))
+  f <- withr::local_tempfile(fileext = ".pdf")
+  grDevices::pdf(f)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  expect_identical(plot(tr), tr)
+})
+
+test_that("gc_triggers() gives gc()'s triggers and the growth settings", {
+  tg <- gc_triggers()
+  g <- gc(full = FALSE)
+  expect_s3_class(tg$heap$trigger, "mem_bytes")
+  expect_identical(tg$heap$trigger_cells, unname(g[, 3L]))
+  expect_identical(tg$settings$grow_frac, c(0.7, 0.7))
+  scrub <- function(x) gsub("[0-9]+(\\.[0-9]+)? [KMG]?i?B", "# B", x)
+  withr::local_envvar(R_GC_MEM_GROW = "3")
+  expect_snapshot(print(gc_triggers()), transform = scrub)
+})
