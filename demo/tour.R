@@ -9,3 +9,23 @@ sizes
 sum(sizes)
 format(sizes, standard = "SI")
 sizes > "1 MB"
+
+# ---- Memory over time, peaks and leaks ------------------------------------
+# mem_profile() samples resident memory from a C thread, records the R heap
+# after each collection and the exact peak from the kernel.
+p <- mem_profile({
+  mem_mark("build")
+  x <- numeric(2e7)
+  mem_mark("sum")
+  s <- sum(x)
+  rm(x)
+})
+p
+summary(p)
+plot(p)
+# The peak alone, above the baseline:
+mem_peak(y <- numeric(1e7))
+# Does a function keep memory it should not?
+store <- new.env()
+grow <- function() store[[as.character(length(store))]] <- numeric(128)
+mem_leaks(grow, n = 30, warmup = 3)
