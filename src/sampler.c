@@ -59,6 +59,7 @@ typedef struct {
   int have_thread; /* started and not yet joined */
   int stop;        /* guarded by lock */
   int fd;          /* /proc/self/statm, or -1 */
+  pid_t pid;       /* the process that started the thread */
   double interval;
   /* Written by the thread only; read by R's thread only after the join. */
   double *time;
@@ -113,7 +114,9 @@ static void *sampler_main(void *arg) {
     }
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
-      if (pthread_cond_timedwait(&s->wake, &s->lock, &next) == ETIMEDOUT) break;
+      /* Anything but a wake-up (the deadline passed, or an error) means
+       * it is time for the next reading. */
+      if (pthread_cond_timedwait(&s->wake, &s->lock, &next) != 0) break;
     }
     int stop = s->stop;
     pthread_mutex_unlock(&s->lock);
@@ -126,6 +129,9 @@ static void *sampler_main(void *arg) {
 /* Stop and join the thread and close the descriptor. Never calls R, never
  * fails; safe to call twice. */
 static void sampler_halt(sampler *s) {
+  /* A child forked while the sampler ran (parallel::mcparallel()) has a copy
+   * of this struct but not the thread: there is nothing to stop or join. */
+  if (s->have_thread && s->pid != getpid()) s->have_thread = 0;
   if (s->have_thread) {
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
@@ -219,6 +225,7 @@ SEXP ffi_sampler_start(SEXP interval) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  s->pid = getpid();
   rc = pthread_create(&s->thread, NULL, sampler_main, s);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) mk_error_sys("thread", rc, NULL, "Cannot start the sampler thread");

@@ -175,3 +175,14 @@ test_that("an allocation of 500 MB peaks within 5% of 500 MB", {
   })
   expect_lt(abs(as.numeric(pk) / 5e8 - 1), 0.05)
 })
+
+test_that("forked children can profile while the parent does", {
+  skip_if_not_linux()
+  skip_on_cran()
+  threads <- n_threads()
+  p <- mem_profile(
+    r <- parallel::mclapply(1:2, function(i) class(mem_profile(sum(1:10)))[[1L]], mc.cores = 2L)
+  )
+  expect_identical(unlist(r), c("mem_profile", "mem_profile"))
+  expect_identical(n_threads(), threads)
+})
