@@ -111,7 +111,7 @@ peak_method_text <- function(method) {
 #'   by level, the peak as a red dashed line and marks as labelled spans) and
 #'   `as.data.frame()` gives the samples.
 #' @seealso [mem_peak()] for the peak alone; [gc_trace()] for the
-#'   collections alone.
+#'   collections alone; [mem_leaks()] for leak checks.
 #' @importFrom graphics abline legend lines mtext par plot rect segments text
 #' @importFrom grDevices adjustcolor hcl.colors
 #' @importFrom stats median pnorm qnorm setNames
@@ -339,19 +339,36 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   invisible(x)
 }
 
-#' @rdname mem_profile
+#' The peak memory of an expression
+#'
+#' `mem_peak()` evaluates `expr` and returns the peak resident memory of the
+#' process above its level at the start: on Linux exact, by the kernel's
+#' high-water mark (`VmHWM`, reset at the start by writing `5` to
+#' `/proc/self/clear_refs`), so it needs no sampling and costs nothing while
+#' `expr` runs. Where the mark cannot be reset, the peak since the process
+#' started is used if `expr` raised it, and otherwise a sampler thread's
+#' largest reading; `attr(, "method")` says which (see [mem_profile()]).
+#'
+#' Unlike `peakRAM::peakRAM()`, which reports the R heap's "max used" only,
+#' this counts everything the process holds: memory allocated by compiled
+#' code, R's own tables, and what the C allocator keeps. The R heap's peak is
+#' alongside.
+#'
+#' @param expr An expression to evaluate.
 #' @param heap Also measure the peak of the R heap. This forces a full
 #'   collection before and after `expr` (R records its heap's high-water mark
 #'   only at collections, so this is the only exact way).
-#' @return `mem_peak()`: the peak resident memory above the baseline while
-#'   `expr` ran, a [mem_bytes] of class `mem_peak` with attributes `baseline`,
-#'   `peak` (absolute), `method` and `heap` (the R heap's peak above its size
-#'   at the start, or `NA` with `heap = FALSE`). The value of `expr` is
-#'   dropped.
+#' @return The peak resident memory above the baseline, a [mem_bytes] of
+#'   class `mem_peak` with attributes `baseline`, `peak` (absolute), `method`
+#'   and `heap` (the R heap's peak above its size at the start, or `NA` with
+#'   `heap = FALSE`). The value of `expr` is dropped. It computes and compares
+#'   like any [mem_bytes]: `mem_peak(f()) < "1 GB"`.
+#' @seealso [mem_profile()] for memory over time.
 #' @export
 #' @examples
 #' mem_peak(x <- numeric(1e7))
 #' mem_peak(sum(numeric(1e7)), heap = FALSE)
+#' mem_peak(numeric(1e6)) < "100 MB"
 mem_peak <- function(expr, heap = TRUE) {
   check_flag(heap)
   if (heap) {

@@ -14,8 +14,12 @@ test_that("a C routine that never frees is a native leak, with the R heap flat",
   f <- fixture_native_leak(10240)
   res <- quietly(mem_leaks(f, n = 30, warmup = 5))
   expect_identical(res$verdict, "native")
-  expect_gt(as.numeric(res$bytes_per_call), 0.6 * 10240)
-  expect_lt(as.numeric(res$bytes_per_call), 1.5 * 10240)
+  # Under the sanitizers or valgrind another allocator serves malloc(), and
+  # resident memory follows its own pattern of caching.
+  if (!nzchar(Sys.getenv("MEMKIT_SANITIZED")) && !nzchar(Sys.getenv("MEMKIT_VALGRIND"))) {
+    expect_gt(as.numeric(res$bytes_per_call), 0.6 * 10240)
+    expect_lt(as.numeric(res$bytes_per_call), 1.5 * 10240)
+  }
   expect_false(res$fits$grows[res$fits$series == "heap"])
   expect_lt(abs(as.numeric(res$fits$slope[res$fits$series == "heap"])), 16)
 })
