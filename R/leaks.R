@@ -212,15 +212,18 @@ plot.mem_leaks <- function(x, units = "KiB", ...) {
     y <- as.numeric(r[[series]])
     base <- y[!r$warmup][[1L]]
     y <- (y - base) / div
+    # Scaled to the measured runs: the first warm-up calls can sit far off.
+    lim <- range(c(0, y[!r$warmup]), na.rm = TRUE)
+    lim <- lim + c(-1, 1) * max(diff(lim) * 0.08, 1e-9)
     graphics::plot(r$run, y, pch = ifelse(r$warmup, 1, 20), col = ifelse(r$warmup, "grey60", "black"),
-                   xlab = "call", ylab = sprintf("change (%s)", units),
+                   ylim = lim, xlab = "call", ylab = sprintf("change (%s)", units),
                    main = c("R heap after GC", "resident memory")[[k]], ...)
     fit <- x$fits[x$fits$series == series, ]
     xs <- r$run[!r$warmup]
     mid <- stats::median(y[!r$warmup] - as.numeric(fit$slope) / div * (xs - xs[[1L]]))
     graphics::lines(xs, mid + as.numeric(fit$slope) / div * (xs - xs[[1L]]),
                     col = if (fit$grows) "red" else "steelblue", lwd = 2)
-    graphics::mtext(sprintf("%s per call", format(fit$slope)), side = 3, cex = 0.8)
+    graphics::mtext(sprintf("%s per call", format(fit$slope)), side = 3, line = 0.25, cex = 0.8)
   }
   invisible(x)
 }

@@ -303,7 +303,7 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   trig <- as.numeric(g$trigger) / div
   known <- !is.na(heap)
   peak <- as.numeric(x$peak) / div
-  ymax <- max(c(rss, heap, trig, peak, 1e-9), na.rm = TRUE) * 1.12
+  ymax <- max(c(rss, heap, trig, peak, 1e-9), na.rm = TRUE) * 1.3
   xmax <- max(c(x$duration, s$time, 1e-9), na.rm = TRUE)
   graphics::plot(s$time, rss, type = "l", lwd = 1.5, xlim = c(0, xmax), ylim = c(0, ymax),
                  xlab = "time (s)", ylab = sprintf("memory (%s)", units), main = main, ...)
@@ -332,7 +332,7 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
     graphics::abline(v = m$time, col = "grey70", lty = 3)
     graphics::text((m$time + ends) / 2, mean(top), m$label, cex = 0.75)
   }
-  graphics::legend("topright", inset = c(0.01, 0.1), bty = "n", cex = 0.75,
+  graphics::legend("topright", inset = c(0.01, 0.11), bg = "white", box.col = NA, cex = 0.75,
                    legend = c("resident", "R heap after GC", "GC trigger", "peak"),
                    col = c("black", "steelblue", "steelblue", "red"),
                    lty = c(1, 1, 2, 2))
