@@ -81,7 +81,12 @@ peak_method_text <- function(method) {
 #' `mem_profile()` returns, also after an error or an interrupt.
 #'
 #' Profiles nest: a `mem_profile()` or [mem_peak()] inside another keeps the
-#' outer peak exact.
+#' outer peak exact, and [gc_trace()] works inside `mem_profile()` and around
+#' it.
+#'
+#' Resident memory is read from `/proc/self/statm` on Linux and with
+#' `task_info()` on macOS. On Windows there is no sampler yet:
+#' `mem_profile()` signals an error of class `memkit_error_unsupported`.
 #'
 #' How the peak was found is in `$peak_method`:
 #' * `"VmHWM (reset)"`: Linux's `VmHWM`, reset at the start by writing `5` to
@@ -382,7 +387,10 @@ mem_peak <- function(expr, heap = TRUE) {
     peak_forget(st)
   })
   # Without a resettable high-water mark, sample as a fallback.
-  if (!st$reset) sampler <- .Call(ffi_sampler_start, 0.01)
+  if (!st$reset) {
+    sampler <- tryCatch(.Call(ffi_sampler_start, 0.01),
+                        memkit_error_unsupported = function(e) NULL)
+  }
   force(expr)
   sampled <- -Inf
   if (!is.null(sampler)) {

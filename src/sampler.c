@@ -21,6 +21,38 @@
  * since the process started, which cannot be reset.
  */
 #define _POSIX_C_SOURCE 200809L
+
+#if defined(_WIN32)
+/* Windows has no POSIX signals or /proc; until a sampler built on its thread
+ * and process APIs exists, mem_profile() says so with a classed error and
+ * mem_peak() falls back to nothing (method "none"). */
+#include "memkit.h"
+#include "errors.h"
+
+SEXP ffi_sampler_start(SEXP interval) {
+  (void) interval;
+  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
+}
+SEXP ffi_sampler_stop(SEXP sampler) {
+  (void) sampler;
+  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
+}
+SEXP ffi_sampler_peak(void) {
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 2));
+  SET_VECTOR_ELT(out, 0, Rf_ScalarReal(NA_REAL));
+  SET_VECTOR_ELT(out, 1, Rf_ScalarString(NA_STRING));
+  SET_STRING_ELT(names, 0, Rf_mkChar("bytes"));
+  SET_STRING_ELT(names, 1, Rf_mkChar("source"));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(2);
+  return out;
+}
+SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
+SEXP ffi_profile_trim(void) { return Rf_ScalarLogical(FALSE); }
+
+#else /* POSIX */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -345,3 +377,5 @@ SEXP ffi_profile_trim(void) {
   return Rf_ScalarLogical(FALSE);
 #endif
 }
+
+#endif /* POSIX */
