@@ -78,7 +78,9 @@ peak_method_text <- function(method) {
 #' The sampler is a C thread that never calls into R: it costs about a
 #' microsecond per reading and does not slow `expr` down measurably at the
 #' default interval. It is stopped, and its file descriptor closed, when
-#' `mem_profile()` returns, also after an error or an interrupt.
+#' `mem_profile()` returns, also after an error or an interrupt. If `expr`
+#' fails, the error is signalled again with the profile so far in its
+#' `mem_profile` field.
 #'
 #' Profiles nest: a `mem_profile()` or [mem_peak()] inside another keeps the
 #' outer peak exact, and [gc_trace()] works inside `mem_profile()` and around
@@ -135,24 +137,38 @@ peak_method_text <- function(method) {
 #' plot(p)
 mem_profile <- function(expr, interval = 0.01) {
   check_scalar_number(interval, min = 1e-4)
-  st <- peak_begin(profile = TRUE)
-  sampler <- NULL
-  trace_id <- NULL
+  run <- new.env(parent = emptyenv())
+  run$st <- peak_begin(profile = TRUE)
   on.exit({
-    if (!is.null(sampler)) .Call(ffi_sampler_stop, sampler)
-    if (!is.null(trace_id)) gctrace_abandon(trace_id)
-    peak_forget(st)
+    if (!is.null(run$sampler)) .Call(ffi_sampler_stop, run$sampler)
+    if (!is.null(run$trace_id)) gctrace_abandon(run$trace_id)
+    peak_forget(run$st)
   })
-  trace_id <- profile_gc_start()
-  sampler <- .Call(ffi_sampler_start, interval)
-  start <- mono_now()
-  value <- expr
+  run$trace_id <- profile_gc_start()
+  run$sampler <- .Call(ffi_sampler_start, interval)
+  run$start <- mono_now()
+  value <- withCallingHandlers(expr, error = function(e) {
+    # The error goes on with the profile so far attached, as gc_trace()'s
+    # does: tryCatch(mem_profile(f()), error = function(e) e$mem_profile).
+    if (is.null(run$sampler) || !is.null(e$mem_profile)) return()
+    prof <- tryCatch(profile_finish(run, interval, NULL), error = function(e2) NULL)
+    if (is.null(prof)) return()
+    e$mem_profile <- prof
+    stop(e)
+  })
+  profile_finish(run, interval, value)
+}
+
+# Stop the sampler and the trace of a running profile and build the result.
+profile_finish <- function(run, interval, value) {
   end_time <- mono_now()
-  readings <- .Call(ffi_sampler_stop, sampler)
-  sampler <- NULL
-  trace <- profile_gc_stop(trace_id)
-  trace_id <- NULL
+  readings <- .Call(ffi_sampler_stop, run$sampler)
+  run$sampler <- NULL
+  trace <- profile_gc_stop(run$trace_id)
+  run$trace_id <- NULL
   end_rss <- rss_now()
+  st <- run$st
+  start <- run$start
 
   sampled <- if (length(readings$rss)) max(readings$rss, na.rm = TRUE) else -Inf
   peak <- peak_end(st, sampled)

@@ -93,6 +93,23 @@ test_that("the sampler's thread and file descriptor are gone on return and after
   expect_length(profile_state$active, 0L)
 })
 
+test_that("an error carries the profile so far", {
+  err <- tryCatch(mem_profile({
+    mem_mark("before")
+    stop("boom")
+  }), error = identity)
+  expect_identical(conditionMessage(err), "boom")
+  expect_s3_class(err$mem_profile, "mem_profile")
+  expect_identical(err$mem_profile$marks$label, "before")
+  expect_null(err$mem_profile$value)
+  # Nested: the innermost profile is attached, and every sampler stops.
+  threads <- n_threads()
+  err <- tryCatch(mem_profile(mem_profile(stop("deep"), interval = 0.002)), error = identity)
+  expect_identical(err$mem_profile$interval, 0.002)
+  expect_identical(n_threads(), threads)
+  expect_length(profile_state$active, 0L)
+})
+
 test_that("an interrupt stops the sampler too", {
   skip_if_not_linux()
   skip_on_cran()
