@@ -11,12 +11,15 @@ test_that("a list growing by 1 KB a call is an R-heap leak of about 1 KB a call"
 })
 
 test_that("a C routine that never frees is a native leak, with the R heap flat", {
+  # valgrind serves malloc() itself and keeps freed blocks out of reach: its
+  # own leak report is the tool there.
+  skip_if(nzchar(Sys.getenv("MEMKIT_VALGRIND")), "valgrind replaces the C allocator")
   f <- fixture_native_leak(10240)
   res <- quietly(mem_leaks(f, n = 30, warmup = 5))
   expect_identical(res$verdict, "native")
-  # Under the sanitizers or valgrind another allocator serves malloc(), and
-  # resident memory follows its own pattern of caching.
-  if (!nzchar(Sys.getenv("MEMKIT_SANITIZED")) && !nzchar(Sys.getenv("MEMKIT_VALGRIND"))) {
+  # Under the sanitizers another allocator serves malloc(), and resident
+  # memory follows its own pattern of caching.
+  if (!nzchar(Sys.getenv("MEMKIT_SANITIZED"))) {
     expect_gt(as.numeric(res$bytes_per_call), 0.6 * 10240)
     expect_lt(as.numeric(res$bytes_per_call), 1.5 * 10240)
   }
