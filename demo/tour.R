@@ -9,3 +9,13 @@ sizes
 sum(sizes)
 format(sizes, standard = "SI")
 sizes > "1 MB"
+
+# ---- Garbage collections ---------------------------------------------------
+# Every collection R makes while an expression runs, as data: its level, the
+# heap after it, and the R call that was running.
+grow <- function(n) { out <- c(); for (i in seq_len(n)) out <- c(out, i); out }
+tr <- gc_trace({ x <- grow(1e4); gc(); length(x) })
+tr
+head(as.data.frame(tr)[c("gc", "time", "level", "vcells_used", "explicit", "call")])
+summary(tr)
+gc_triggers()

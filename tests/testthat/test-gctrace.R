@@ -43,13 +43,14 @@ session_state <- function() {
 }
 
 test_that("a pure-R allocation loop: every collection, per-level counts equal", {
-  f <- function(n) { x <- list(); for (i in seq_len(n)) x[[i]] <- numeric(50); length(x) }
+  # 20000 vectors of 80 KB: over 1.5 GB allocated, more than any trigger.
+  f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
   before <- gc_report()
-  tr <- gc_trace(f(30000))
+  tr <- gc_trace(f(20000))
   after <- gc_report()
   ev <- expect_complete(tr, before, after)
   expect_gt(nrow(ev), 0L)
-  expect_identical(tr$value, 30000L)
+  expect_identical(tr$value, 2e8)
   expect_true(all(ev$seen))
   expect_false(any(ev$explicit))
 })
@@ -329,4 +330,24 @@ test_that("gc_triggers() gives gc()'s triggers and the growth settings", {
   scrub <- function(x) gsub("[0-9]+(\\.[0-9]+)? [KMG]?i?B", "# B", x)
   withr::local_envvar(R_GC_MEM_GROW = "3")
   expect_snapshot(print(gc_triggers()), transform = scrub)
+})
+
+test_that("the report parser separates R's reports from other text", {
+  skip_if_not_linux()
+  h <- .Call(memkit:::ffi_gctrace_open)
+  on.exit(.Call(memkit:::ffi_gctrace_close, h))
+  con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
+  # Text without a newline, then a report on the same line, as happens when
+  # code writes a partial line to stderr just before a collection.
+  cat("partial", "Garbage collection 7 = 5+1+1 (level 2) ... ",
+      "\n3.2 Mbytes of cons cells used (41%)\n",
+      "9.0 Mbytes of vectors used (14%)\n", "tail", sep = "", file = con)
+  flush(con)
+  close(con)
+  r <- .Call(memkit:::ffi_gctrace_records, 0)
+  expect_identical(r$gc, 7L)
+  expect_identical(c(r$level0, r$level1, r$level2, r$level), c(5L, 1L, 1L, 2L))
+  expect_identical(c(r$ncells_mb, r$vcells_mb), c(3.2, 9))
+  expect_identical(c(r$ncells_pct, r$vcells_pct), c(41L, 14L))
+  expect_identical(.Call(memkit:::ffi_gctrace_text), "partialtail")
 })
