@@ -122,7 +122,8 @@ gc_trace <- function(expr) {
     warning = function(w) gctrace_relay_warning(w),
     error = function(e) {
       e$call <- user_call(e$call)
-      tr <- gctrace_end(id, NULL)
+      # Finishing the trace must not replace the user's error with another.
+      tr <- tryCatch(gctrace_end(id, NULL), error = function(e2) NULL)
       # An inner gc_trace() has attached its own trace already.
       if (is.null(e$gc_trace)) e$gc_trace <- tr
       stop(e)
@@ -185,6 +186,8 @@ gctrace_open <- function() {
                call = NULL)
     }
   )
+  .Call(ffi_gctrace_adopt, h)
+  the_gc$pid <- Sys.getpid()
   the_gc$handle <- h
   the_gc$con <- con
   the_gc$con_number <- as.integer(con)
@@ -199,14 +202,23 @@ gctrace_open <- function() {
   invisible()
 }
 
+# A trace is running in this process (a child forked by
+# parallel::mclapply() inherits the state but not the pipe's reader).
+tracing_here <- function() {
+  !is.null(the_gc$handle) && identical(the_gc$pid, Sys.getpid())
+}
+
 # Run from each GC callback and before each marker: code inside the traced
 # expression that resets the message sink (bench::mark() does on exit) would
 # send R's reports to the console; point the sink back at the pipe. A sink
 # set by such code and still in place (bench::mark()'s own) is left alone.
 gctrace_check_sink <- function() {
   con <- the_gc$con
-  if (is.null(con) || isTRUE(the_gc$window)) return(invisible())
-  if (sink.number(type = "message") == 2L) sink(con, type = "message")
+  if (!tracing_here() || isTRUE(the_gc$window)) return(invisible())
+  if (sink.number(type = "message") == 2L) {
+    # The connection may have been closed under us (closeAllConnections()).
+    try(sink(con, type = "message"), silent = TRUE)
+  }
   invisible()
 }
 
@@ -241,7 +253,7 @@ gctrace_restore_sink <- function() {
 # (and gcinfo() off, so no report lands there); first hand over the text held
 # back so far, so that it keeps its order.
 gctrace_with_user_sink <- function(code) {
-  if (is.null(the_gc$handle) || sink.number(type = "message") != the_gc$con_number) {
+  if (!tracing_here() || sink.number(type = "message") != the_gc$con_number) {
     return(code)
   }
   text <- .Call(ffi_gctrace_text)
@@ -261,13 +273,13 @@ gctrace_with_user_sink <- function(code) {
 # sink in place, so outer handlers see it once and the default handler
 # prints it where it belongs; then muffle the original.
 gctrace_relay_message <- function(m) {
-  if (is.null(the_gc$handle)) return()
+  if (!tracing_here()) return()
   gctrace_with_user_sink(message(m))
   invokeRestart("muffleMessage")
 }
 
 gctrace_relay_warning <- function(w) {
-  if (is.null(the_gc$handle)) return()
+  if (!tracing_here()) return()
   call <- user_call(w$call)
   if (getOption("warn", 0) < 1 && identical(call, w$call)) return()
   w$call <- call
@@ -328,6 +340,13 @@ is_gc_stack <- function(stack) {
 is_mark_stack <- function(stack) {
   n <- length(stack)
   n > 1L && call_name(stack[[n]]) == "gc" && call_name(stack[[n - 1L]]) == "gctrace_mark"
+}
+
+# Called from .onUnload(): the sentinel's finalizer lives in memkit's
+# library, which must not be unloaded with a sentinel pending.
+gctrace_unload <- function() {
+  if (!is.null(the_gc$handle)) gctrace_close()
+  invisible()
 }
 
 # ---- stopping -------------------------------------------------------------

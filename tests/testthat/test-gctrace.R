@@ -351,3 +351,20 @@ test_that("the report parser separates R's reports from other text", {
   expect_identical(c(r$ncells_pct, r$vcells_pct), c(41L, 14L))
   expect_identical(.Call(memkit:::ffi_gctrace_text), "partialtail")
 })
+
+test_that("forked children (parallel::mclapply) do not disturb the trace", {
+  skip_if_not_linux()
+  skip_on_cran()
+  state <- session_state()
+  before <- gc_report()
+  tr <- gc_trace({
+    r <- parallel::mclapply(1:2, function(i) length(lapply(1:5e4, function(j) numeric(10))),
+                            mc.cores = 2)
+    x <- lapply(1:5e4, function(j) numeric(10))
+    unlist(r)
+  })
+  after <- gc_report()
+  expect_identical(tr$value, c(5e4L, 5e4L))
+  expect_complete(tr, before, after)
+  expect_identical(session_state(), state)
+})
