@@ -304,6 +304,8 @@ gctrace_mark_point <- function() {
   cb0 <- attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
   nrec0 <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
   gctrace_check_sink()
+  gct_before <- gc.time()[[3L]]
+  mono_before <- .Call(ffi_utils_now)
   m <- gctrace_mark()
   gct <- gc.time()[[3L]]
   mono <- .Call(ffi_utils_now)
@@ -314,10 +316,13 @@ gctrace_mark_point <- function() {
   mine <- which(vapply(cbs$stack, is_mark_stack, logical(1)))
   rec <- if (length(mine)) cbs$nrec[[mine[[1L]]]] else nrec
   if (rec <= nrec0) rec <- nrec
+  # A trace starts after its first marker and ends before its last: the
+  # markers' own time is not part of it.
   list(
     rec = rec,
     cb = cb0 + if (length(mine)) mine[[1L]] else length(cbs$nrec),
     mono = mono, gctime = gct,
+    mono_before = mono_before, gctime_before = gct_before,
     trigger = c(ncells = m[1L, 3L] * ncell_bytes, vcells = m[2L, 3L] * vcell_bytes)
   )
 }
@@ -581,8 +586,8 @@ new_gc_trace <- function(events, value, v, end, recs) {
   structure(list(
     events = events,
     value = value,
-    elapsed = end$mono - v$mono,
-    gc_time = end$gctime - v$gctime,
+    elapsed = end$mono_before - v$mono,
+    gc_time = end$gctime_before - v$gctime,
     gc_start = recs$gc[[1L]],
     gc_end = recs$gc[[K]],
     levels_start = c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]]),

@@ -35,6 +35,26 @@
  * One tracer per process; R/gctrace.R nests traces as views over it.
  */
 #define _GNU_SOURCE
+
+#include "memkit.h"
+#include "errors.h"
+
+#ifdef _WIN32
+/* Windows has no pipe on which a file() connection can be opened by name;
+ * R/gctrace.R refuses before reaching these. */
+#define MK_UNSUPPORTED \
+  mk_error("unsupported", "GC tracing needs a Unix-alike."); \
+  return R_NilValue;
+SEXP ffi_gctrace_open(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_close(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_adopt(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_arm(SEXP hook) { (void) hook; MK_UNSUPPORTED }
+SEXP ffi_gctrace_disarm(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_records(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
+#else
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -46,8 +66,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "memkit.h"
-#include "errors.h"
 #include "utils.h"
 
 #define LINE_MAX_LEN 4096
@@ -698,3 +716,5 @@ SEXP ffi_gctrace_callbacks(SEXP from_) {
   UNPROTECT(nprot);
   return out;
 }
+
+#endif /* _WIN32 */
