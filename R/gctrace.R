@@ -54,9 +54,10 @@ mega <- 1048576
 #' Traces nest: a `gc_trace()` inside another, or inside
 #' `gc_trace_start()`/`gc_trace_stop()`, records the collections of its own
 #' stretch, and the outer trace still sees every collection. `gc_trace_stop()`
-#' stops the most recent `gc_trace_start()`; calling it inside a `gc_trace()`
-#' expression is an error of class `memkit_error_state`, as is calling it
-#' with no trace running. [bench::mark()] inside a trace works: it captures
+#' stops the most recent `gc_trace_start()`, or the one whose id it is given;
+#' calling it for a trace with a `gc_trace()` expression still running inside
+#' is an error of class `memkit_error_state`, as is calling it with no trace
+#' running. [bench::mark()] inside a trace works: it captures
 #' the reports of its own collections, which the trace then counts from the
 #' gaps in R's numbering (`seen = FALSE`).
 #'
@@ -95,7 +96,8 @@ mega <- 1048576
 #'   with `events` (the data frame above), `value` (the value of `expr`;
 #'   `NULL` for `gc_trace_stop()`), `elapsed`, `gc_time` (seconds spent in
 #'   collections by [gc.time()]), and the collection numbers and exact
-#'   triggers at both ends. `gc_trace_start()`: invisibly, the trace's id.
+#'   triggers at both ends. `gc_trace_start()`: invisibly, the trace's id
+#'   (an integer) for `gc_trace_stop(id)`.
 #' @seealso [gc_triggers()] for the triggers in force now.
 #' @export
 #' @examples
@@ -144,18 +146,37 @@ gc_trace_start <- function() {
 }
 
 #' @rdname gc_trace
+#' @param id The value `gc_trace_start()` returned, to stop that trace
+#'   (and any started after it and still running) rather than the most
+#'   recent one. Code that starts a trace for its own use should pass it.
 #' @export
-gc_trace_stop <- function() {
+gc_trace_stop <- function(id = NULL) {
+  if (!is.null(id) && (!is.numeric(id) || length(id) != 1L || is.na(id))) {
+    mk_abort("argument", sprintf(
+      "`id` must be NULL or the value `gc_trace_start()` returned, not %s.", describe_value(id)))
+  }
   views <- the_gc$views
   if (length(views) == 0L) {
     mk_abort("state", "No GC trace is running; start one with `gc_trace_start()`.")
   }
-  v <- views[[length(views)]]
+  ids <- vapply(views, `[[`, integer(1), "id")
+  if (is.null(id)) {
+    k <- length(views)
+  } else {
+    k <- match(as.integer(id), ids)
+    if (is.na(k)) {
+      mk_abort("state", sprintf("GC trace %s is not running.", format(id)))
+    }
+  }
+  v <- views[[k]]
   if (v$kind != "session") {
     mk_abort("state", paste0(
       "The innermost GC trace belongs to a running `gc_trace()` expression; ",
       "it stops when that expression returns."
     ))
+  }
+  if (k < length(views) && any(vapply(views[-seq_len(k)], `[[`, "", "kind") != "session")) {
+    mk_abort("state", "A `gc_trace()` expression started after this trace is still running.")
   }
   gctrace_end(v$id, NULL)
 }

@@ -368,3 +368,15 @@ test_that("forked children (parallel::mclapply) do not disturb the trace", {
   expect_complete(tr, before, after)
   expect_identical(session_state(), state)
 })
+
+test_that("gc_trace_stop(id) stops that trace and the ones started after it", {
+  state <- session_state()
+  outer <- gc_trace_start()
+  inner <- gc_trace_start()
+  x <- lapply(1:2e4, function(i) numeric(20))
+  tr <- gc_trace_stop(outer)
+  expect_s3_class(tr, "gc_trace")
+  expect_error(gc_trace_stop(inner), class = "memkit_error_state")
+  expect_snapshot(gc_trace_stop("a"), error = TRUE)
+  expect_identical(session_state(), state)
+})
