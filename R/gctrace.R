@@ -155,6 +155,7 @@ gc_trace_stop <- function(id = NULL) {
     mk_abort("argument", sprintf(
       "`id` must be NULL or the value `gc_trace_start()` returned, not %s.", describe_value(id)))
   }
+  gctrace_forget_parent()
   views <- the_gc$views
   if (length(views) == 0L) {
     mk_abort("state", "No GC trace is running; start one with `gc_trace_start()`.")
@@ -188,6 +189,7 @@ gctrace_begin <- function(kind, depth) {
     mk_abort("unsupported", "GC tracing needs a Unix-alike (it reads R's reports through a pipe).",
              call = sys.call(-1L))
   }
+  gctrace_forget_parent()
   if (is.null(the_gc$handle)) gctrace_open()
   mark <- gctrace_mark_point()
   the_gc$next_id <- the_gc$next_id + 1L
@@ -227,6 +229,17 @@ gctrace_open <- function() {
 # parallel::mclapply() inherits the state but not the pipe's reader).
 tracing_here <- function() {
   !is.null(the_gc$handle) && identical(the_gc$pid, Sys.getpid())
+}
+
+# In a forked child, the parent's traces are not ours to stop or extend:
+# forget them (the C side has already let go of the pipe).
+gctrace_forget_parent <- function() {
+  if (is.null(the_gc$handle) || tracing_here()) return(invisible())
+  try(.Call(ffi_gctrace_disarm), silent = TRUE)
+  the_gc$handle <- NULL
+  the_gc$con <- NULL
+  the_gc$views <- list()
+  invisible()
 }
 
 # Run from each GC callback and before each marker: code inside the traced
