@@ -733,27 +733,35 @@ print.summary.gc_trace <- function(x, ...) {
 #' @export
 plot.gc_trace <- function(x, ...) {
   ev <- x$events
-  used <- as.double(ev$ncells_used + ev$vcells_used) / mega
-  trig <- as.double(ev$ncells_trigger + ev$vcells_trigger) / mega
   t <- ev$time
-  ylim <- range(c(0, used, trig), na.rm = TRUE, finite = TRUE)
-  if (!all(is.finite(ylim))) ylim <- c(0, 1)
+  vu <- as.double(ev$vcells_used) / mega
+  nu <- as.double(ev$ncells_used) / mega
+  vt <- as.double(ev$vcells_trigger) / mega
+  nt <- as.double(ev$ncells_trigger) / mega
+  ylim <- range(c(0, vu, nu, vt, nt), na.rm = TRUE, finite = TRUE)
+  if (!all(is.finite(ylim)) || diff(ylim) == 0) ylim <- c(0, max(1, ylim[[2L]]))
   xlim <- range(c(0, t, x$elapsed), na.rm = TRUE, finite = TRUE)
-  cols <- c("#1b9e77", "#d95f02", "#7570b3")
-  graphics::plot(NA, xlim = xlim, ylim = ylim, xlab = "seconds since start",
-                 ylab = "heap after GC (MiB)",
+  level_cols <- c("#1b9e77", "#d95f02", "#7570b3")
+  graphics::plot(NA, xlim = xlim, ylim = ylim, xlab = "seconds since the trace started",
+                 ylab = "MiB after each collection",
                  main = sprintf("%d garbage collections", nrow(ev)), ...)
-  ok <- !is.na(trig)
-  if (any(ok)) graphics::lines(t[ok], trig[ok], type = "s", lty = 2, col = "grey40")
-  ok <- !is.na(used)
-  if (any(ok)) graphics::lines(t[ok], used[ok], type = "o", pch = 20, cex = 0.6)
-  lv <- ev$level
+  series <- function(used, trig, col) {
+    ok <- !is.na(trig)
+    if (any(ok)) graphics::lines(t[ok], trig[ok], type = "s", lty = 2, col = col)
+    ok <- !is.na(used)
+    if (any(ok)) graphics::lines(t[ok], used[ok], type = "o", pch = 20, cex = 0.6, col = col)
+  }
+  series(vu, vt, "black")
+  series(nu, nt, "#3182bd")
   tick <- diff(ylim) * 0.03
+  lv <- ev$level
   graphics::segments(t, ylim[[1L]], t, ylim[[1L]] + tick,
-                     col = ifelse(is.na(lv), "grey60", cols[lv + 1L]))
-  graphics::legend("topleft", bty = "n", cex = 0.8,
-                   legend = c("in use", "trigger", "level 0", "level 1", "level 2"),
-                   lty = c(1, 2, 1, 1, 1), col = c("black", "grey40", cols))
+                     col = ifelse(is.na(lv), "grey60", level_cols[lv + 1L]), lwd = 2)
+  graphics::legend("topleft", bty = "n", cex = 0.8, ncol = 2,
+                   legend = c("vectors in use", "vector trigger", "cons cells in use",
+                              "cons cell trigger", "level 0", "level 1", "level 2"),
+                   lty = c(1, 2, 1, 2, 1, 1, 1), lwd = c(1, 1, 1, 1, 2, 2, 2),
+                   col = c("black", "black", "#3182bd", "#3182bd", level_cols))
   invisible(x)
 }
 
