@@ -62,7 +62,9 @@ mega <- 1048576
 #' gaps in R's numbering (`seen = FALSE`).
 #'
 #' @section Events:
-#' `as.data.frame()` gives one row per collection, in order, with columns
+#' `as.data.frame()` gives one row per collection, in order: a data frame
+#' of class `gc_events` (its `print()` shows the first rows without the
+#' `mono` and `stack` columns), with columns
 #' \describe{
 #'   \item{`gc`}{R's collection number.}
 #'   \item{`time`}{Seconds since the trace started.}
@@ -524,6 +526,9 @@ gctrace_events <- function(recs, cbs, v, end) {
     if (is.na(g) || ncb == 0L) return(list())
     s <- cbs$stack[[g]]
     if (is.null(s)) return(list())
+    # Automatic collections sampled inside a later gc() call happened before
+    # it: the gc() frame is not theirs.
+    if (cb_explicit[[g]] && !rows_explicit[[j]]) s <- s[-length(s)]
     if (v$depth > 0L) s <- s[-seq_len(min(v$depth, length(s)))]
     s
   })
@@ -554,7 +559,12 @@ gctrace_events <- function(recs, cbs, v, end) {
   out$seen <- rows_seen
   out$call <- call
   out$stack <- stacks
-  out
+  new_gc_events(out)
+}
+
+new_gc_events <- function(df) {
+  class(df) <- c("gc_events", "data.frame")
+  df
 }
 
 deparse_call <- function(x) {
@@ -612,7 +622,7 @@ empty_events <- function() {
   out$seen <- logical()
   out$call <- character()
   out$stack <- list()
-  out
+  new_gc_events(out)
 }
 
 new_gc_trace <- function(events, value, v, end, recs) {
@@ -636,6 +646,20 @@ new_gc_trace <- function(events, value, v, end, recs) {
 
 #' @export
 as.data.frame.gc_trace <- function(x, ...) x$events
+
+#' @export
+print.gc_events <- function(x, n = 10L, ...) {
+  cat(sprintf("<gc_events> %d collection%s\n", nrow(x), if (nrow(x) == 1L) "" else "s"))
+  y <- x
+  class(y) <- "data.frame"
+  drop <- intersect(c("mono", "stack"), names(y))
+  y <- y[setdiff(names(y), drop)]
+  if ("time" %in% names(y)) y$time <- round(y$time, 3L)
+  if (ncol(y) == 0L || nrow(y) == 0L) return(invisible(x))
+  print(utils::head(y, n), ...)
+  if (nrow(y) > n) cat(sprintf("# ... %d more rows\n", nrow(y) - n))
+  invisible(x)
+}
 
 #' @export
 print.gc_trace <- function(x, ...) {
