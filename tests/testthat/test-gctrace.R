@@ -388,3 +388,24 @@ test_that("gc_trace_stop(id) stops that trace and the ones started after it", {
   expect_snapshot(gc_trace_stop("a"), error = TRUE)
   expect_identical(session_state(), state)
 })
+
+test_that("the tracer survives gctorture() (heavy)", {
+  skip_on_cran()
+  skip_if_not(Sys.getenv("MEMKIT_HEAVY_TESTS") == "true")
+  res <- in_child(function() {
+    gctorture(TRUE)
+    tr <- memkit::gc_trace({ x <- lapply(1:5, function(i) numeric(10)); gc(); length(x) })
+    gctorture(FALSE)
+    ev <- as.data.frame(tr)
+    list(value = tr$value, n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+         consecutive = identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = nrow(ev))),
+         explicit = sum(ev$explicit), sink = sink.number(type = "message"))
+  }, timeout = 900)
+  expect_true(res$ok)
+  expect_identical(res$value$value, 5L)
+  expect_gt(res$value$n, 100L)
+  expect_identical(res$value$n, res$value$span)
+  expect_true(res$value$consecutive)
+  expect_gte(res$value$explicit, 1L)
+  expect_identical(res$value$sink, 2L)
+})
