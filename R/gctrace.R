@@ -54,14 +54,17 @@ mega <- 1048576
 #' Traces nest: a `gc_trace()` inside another, or inside
 #' `gc_trace_start()`/`gc_trace_stop()`, records the collections of its own
 #' stretch, and the outer trace still sees every collection. `gc_trace_stop()`
-#' stops the most recent `gc_trace_start()`; calling it inside a `gc_trace()`
-#' expression is an error of class `memkit_error_state`, as is calling it
-#' with no trace running. [bench::mark()] inside a trace works: it captures
+#' stops the most recent `gc_trace_start()`, or the one whose id it is given;
+#' calling it for a trace with a `gc_trace()` expression still running inside
+#' is an error of class `memkit_error_state`, as is calling it with no trace
+#' running. [bench::mark()] inside a trace works: it captures
 #' the reports of its own collections, which the trace then counts from the
 #' gaps in R's numbering (`seen = FALSE`).
 #'
 #' @section Events:
-#' `as.data.frame()` gives one row per collection, in order, with columns
+#' `as.data.frame()` gives one row per collection, in order: a data frame
+#' of class `gc_events` (its `print()` shows the first rows without the
+#' `mono` and `stack` columns), with columns
 #' \describe{
 #'   \item{`gc`}{R's collection number.}
 #'   \item{`time`}{Seconds since the trace started.}
@@ -95,7 +98,8 @@ mega <- 1048576
 #'   with `events` (the data frame above), `value` (the value of `expr`;
 #'   `NULL` for `gc_trace_stop()`), `elapsed`, `gc_time` (seconds spent in
 #'   collections by [gc.time()]), and the collection numbers and exact
-#'   triggers at both ends. `gc_trace_start()`: invisibly, the trace's id.
+#'   triggers at both ends. `gc_trace_start()`: invisibly, the trace's id
+#'   (an integer) for `gc_trace_stop(id)`.
 #' @seealso [gc_triggers()] for the triggers in force now.
 #' @export
 #' @examples
@@ -122,7 +126,8 @@ gc_trace <- function(expr) {
     warning = function(w) gctrace_relay_warning(w),
     error = function(e) {
       e$call <- user_call(e$call)
-      tr <- gctrace_end(id, NULL)
+      # Finishing the trace must not replace the user's error with another.
+      tr <- tryCatch(gctrace_end(id, NULL), error = function(e2) NULL)
       # An inner gc_trace() has attached its own trace already.
       if (is.null(e$gc_trace)) e$gc_trace <- tr
       stop(e)
@@ -143,18 +148,38 @@ gc_trace_start <- function() {
 }
 
 #' @rdname gc_trace
+#' @param id The value `gc_trace_start()` returned, to stop that trace
+#'   (and any started after it and still running) rather than the most
+#'   recent one. Code that starts a trace for its own use should pass it.
 #' @export
-gc_trace_stop <- function() {
+gc_trace_stop <- function(id = NULL) {
+  if (!is.null(id) && (!is.numeric(id) || length(id) != 1L || is.na(id))) {
+    mk_abort("argument", sprintf(
+      "`id` must be NULL or the value `gc_trace_start()` returned, not %s.", describe_value(id)))
+  }
+  gctrace_forget_parent()
   views <- the_gc$views
   if (length(views) == 0L) {
     mk_abort("state", "No GC trace is running; start one with `gc_trace_start()`.")
   }
-  v <- views[[length(views)]]
+  ids <- vapply(views, `[[`, integer(1), "id")
+  if (is.null(id)) {
+    k <- length(views)
+  } else {
+    k <- match(as.integer(id), ids)
+    if (is.na(k)) {
+      mk_abort("state", sprintf("GC trace %s is not running.", format(id)))
+    }
+  }
+  v <- views[[k]]
   if (v$kind != "session") {
     mk_abort("state", paste0(
       "The innermost GC trace belongs to a running `gc_trace()` expression; ",
       "it stops when that expression returns."
     ))
+  }
+  if (k < length(views) && any(vapply(views[-seq_len(k)], `[[`, "", "kind") != "session")) {
+    mk_abort("state", "A `gc_trace()` expression started after this trace is still running.")
   }
   gctrace_end(v$id, NULL)
 }
@@ -166,6 +191,7 @@ gctrace_begin <- function(kind, depth) {
     mk_abort("unsupported", "GC tracing needs a Unix-alike (it reads R's reports through a pipe).",
              call = sys.call(-1L))
   }
+  gctrace_forget_parent()
   if (is.null(the_gc$handle)) gctrace_open()
   mark <- gctrace_mark_point()
   the_gc$next_id <- the_gc$next_id + 1L
@@ -185,6 +211,8 @@ gctrace_open <- function() {
                call = NULL)
     }
   )
+  .Call(ffi_gctrace_adopt, h)
+  the_gc$pid <- Sys.getpid()
   the_gc$handle <- h
   the_gc$con <- con
   the_gc$con_number <- as.integer(con)
@@ -199,14 +227,34 @@ gctrace_open <- function() {
   invisible()
 }
 
+# A trace is running in this process (a child forked by
+# parallel::mclapply() inherits the state but not the pipe's reader).
+tracing_here <- function() {
+  !is.null(the_gc$handle) && identical(the_gc$pid, Sys.getpid())
+}
+
+# In a forked child, the parent's traces are not ours to stop or extend:
+# forget them (the C side has already let go of the pipe).
+gctrace_forget_parent <- function() {
+  if (is.null(the_gc$handle) || tracing_here()) return(invisible())
+  try(.Call(ffi_gctrace_disarm), silent = TRUE)
+  the_gc$handle <- NULL
+  the_gc$con <- NULL
+  the_gc$views <- list()
+  invisible()
+}
+
 # Run from each GC callback and before each marker: code inside the traced
 # expression that resets the message sink (bench::mark() does on exit) would
 # send R's reports to the console; point the sink back at the pipe. A sink
 # set by such code and still in place (bench::mark()'s own) is left alone.
 gctrace_check_sink <- function() {
   con <- the_gc$con
-  if (is.null(con) || isTRUE(the_gc$window)) return(invisible())
-  if (sink.number(type = "message") == 2L) sink(con, type = "message")
+  if (!tracing_here() || isTRUE(the_gc$window)) return(invisible())
+  if (sink.number(type = "message") == 2L) {
+    # The connection may have been closed under us (closeAllConnections()).
+    try(sink(con, type = "message"), silent = TRUE)
+  }
   invisible()
 }
 
@@ -241,7 +289,7 @@ gctrace_restore_sink <- function() {
 # (and gcinfo() off, so no report lands there); first hand over the text held
 # back so far, so that it keeps its order.
 gctrace_with_user_sink <- function(code) {
-  if (is.null(the_gc$handle) || sink.number(type = "message") != the_gc$con_number) {
+  if (!tracing_here() || sink.number(type = "message") != the_gc$con_number) {
     return(code)
   }
   text <- .Call(ffi_gctrace_text)
@@ -261,13 +309,13 @@ gctrace_with_user_sink <- function(code) {
 # sink in place, so outer handlers see it once and the default handler
 # prints it where it belongs; then muffle the original.
 gctrace_relay_message <- function(m) {
-  if (is.null(the_gc$handle)) return()
+  if (!tracing_here()) return()
   gctrace_with_user_sink(message(m))
   invokeRestart("muffleMessage")
 }
 
 gctrace_relay_warning <- function(w) {
-  if (is.null(the_gc$handle)) return()
+  if (!tracing_here()) return()
   call <- user_call(w$call)
   if (getOption("warn", 0) < 1 && identical(call, w$call)) return()
   w$call <- call
@@ -292,6 +340,8 @@ gctrace_mark_point <- function() {
   cb0 <- attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
   nrec0 <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
   gctrace_check_sink()
+  gct_before <- gc.time()[[3L]]
+  mono_before <- .Call(ffi_utils_now)
   m <- gctrace_mark()
   gct <- gc.time()[[3L]]
   mono <- .Call(ffi_utils_now)
@@ -302,10 +352,13 @@ gctrace_mark_point <- function() {
   mine <- which(vapply(cbs$stack, is_mark_stack, logical(1)))
   rec <- if (length(mine)) cbs$nrec[[mine[[1L]]]] else nrec
   if (rec <= nrec0) rec <- nrec
+  # A trace starts after its first marker and ends before its last: the
+  # markers' own time is not part of it.
   list(
     rec = rec,
     cb = cb0 + if (length(mine)) mine[[1L]] else length(cbs$nrec),
     mono = mono, gctime = gct,
+    mono_before = mono_before, gctime_before = gct_before,
     trigger = c(ncells = m[1L, 3L] * ncell_bytes, vcells = m[2L, 3L] * vcell_bytes)
   )
 }
@@ -328,6 +381,13 @@ is_gc_stack <- function(stack) {
 is_mark_stack <- function(stack) {
   n <- length(stack)
   n > 1L && call_name(stack[[n]]) == "gc" && call_name(stack[[n - 1L]]) == "gctrace_mark"
+}
+
+# Called from .onUnload(): the sentinel's finalizer lives in memkit's
+# library, which must not be unloaded with a sentinel pending.
+gctrace_unload <- function() {
+  if (!is.null(the_gc$handle)) gctrace_close()
+  invisible()
 }
 
 # ---- stopping -------------------------------------------------------------
@@ -466,6 +526,9 @@ gctrace_events <- function(recs, cbs, v, end) {
     if (is.na(g) || ncb == 0L) return(list())
     s <- cbs$stack[[g]]
     if (is.null(s)) return(list())
+    # Automatic collections sampled inside a later gc() call happened before
+    # it: the gc() frame is not theirs.
+    if (cb_explicit[[g]] && !rows_explicit[[j]]) s <- s[-length(s)]
     if (v$depth > 0L) s <- s[-seq_len(min(v$depth, length(s)))]
     s
   })
@@ -496,7 +559,12 @@ gctrace_events <- function(recs, cbs, v, end) {
   out$seen <- rows_seen
   out$call <- call
   out$stack <- stacks
-  out
+  new_gc_events(out)
+}
+
+new_gc_events <- function(df) {
+  class(df) <- c("gc_events", "data.frame")
+  df
 }
 
 deparse_call <- function(x) {
@@ -554,7 +622,7 @@ empty_events <- function() {
   out$seen <- logical()
   out$call <- character()
   out$stack <- list()
-  out
+  new_gc_events(out)
 }
 
 new_gc_trace <- function(events, value, v, end, recs) {
@@ -562,8 +630,8 @@ new_gc_trace <- function(events, value, v, end, recs) {
   structure(list(
     events = events,
     value = value,
-    elapsed = end$mono - v$mono,
-    gc_time = end$gctime - v$gctime,
+    elapsed = end$mono_before - v$mono,
+    gc_time = end$gctime_before - v$gctime,
     gc_start = recs$gc[[1L]],
     gc_end = recs$gc[[K]],
     levels_start = c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]]),
@@ -578,6 +646,20 @@ new_gc_trace <- function(events, value, v, end, recs) {
 
 #' @export
 as.data.frame.gc_trace <- function(x, ...) x$events
+
+#' @export
+print.gc_events <- function(x, n = 10L, ...) {
+  cat(sprintf("<gc_events> %d collection%s\n", nrow(x), if (nrow(x) == 1L) "" else "s"))
+  y <- x
+  class(y) <- "data.frame"
+  drop <- intersect(c("mono", "stack"), names(y))
+  y <- y[setdiff(names(y), drop)]
+  if ("time" %in% names(y)) y$time <- round(y$time, 3L)
+  if (ncol(y) == 0L || nrow(y) == 0L) return(invisible(x))
+  print(utils::head(y, n), ...)
+  if (nrow(y) > n) cat(sprintf("# ... %d more rows\n", nrow(y) - n))
+  invisible(x)
+}
 
 #' @export
 print.gc_trace <- function(x, ...) {
@@ -675,27 +757,35 @@ print.summary.gc_trace <- function(x, ...) {
 #' @export
 plot.gc_trace <- function(x, ...) {
   ev <- x$events
-  used <- as.double(ev$ncells_used + ev$vcells_used) / mega
-  trig <- as.double(ev$ncells_trigger + ev$vcells_trigger) / mega
   t <- ev$time
-  ylim <- range(c(0, used, trig), na.rm = TRUE, finite = TRUE)
-  if (!all(is.finite(ylim))) ylim <- c(0, 1)
+  vu <- as.double(ev$vcells_used) / mega
+  nu <- as.double(ev$ncells_used) / mega
+  vt <- as.double(ev$vcells_trigger) / mega
+  nt <- as.double(ev$ncells_trigger) / mega
+  ylim <- range(c(0, vu, nu, vt, nt), na.rm = TRUE, finite = TRUE)
+  if (!all(is.finite(ylim)) || diff(ylim) == 0) ylim <- c(0, max(1, ylim[[2L]]))
   xlim <- range(c(0, t, x$elapsed), na.rm = TRUE, finite = TRUE)
-  cols <- c("#1b9e77", "#d95f02", "#7570b3")
-  graphics::plot(NA, xlim = xlim, ylim = ylim, xlab = "seconds since start",
-                 ylab = "heap after GC (MiB)",
+  level_cols <- c("#1b9e77", "#d95f02", "#7570b3")
+  graphics::plot(NA, xlim = xlim, ylim = ylim, xlab = "seconds since the trace started",
+                 ylab = "MiB after each collection",
                  main = sprintf("%d garbage collections", nrow(ev)), ...)
-  ok <- !is.na(trig)
-  if (any(ok)) graphics::lines(t[ok], trig[ok], type = "s", lty = 2, col = "grey40")
-  ok <- !is.na(used)
-  if (any(ok)) graphics::lines(t[ok], used[ok], type = "o", pch = 20, cex = 0.6)
-  lv <- ev$level
+  series <- function(used, trig, col) {
+    ok <- !is.na(trig)
+    if (any(ok)) graphics::lines(t[ok], trig[ok], type = "s", lty = 2, col = col)
+    ok <- !is.na(used)
+    if (any(ok)) graphics::lines(t[ok], used[ok], type = "o", pch = 20, cex = 0.6, col = col)
+  }
+  series(vu, vt, "black")
+  series(nu, nt, "#3182bd")
   tick <- diff(ylim) * 0.03
+  lv <- ev$level
   graphics::segments(t, ylim[[1L]], t, ylim[[1L]] + tick,
-                     col = ifelse(is.na(lv), "grey60", cols[lv + 1L]))
-  graphics::legend("topleft", bty = "n", cex = 0.8,
-                   legend = c("in use", "trigger", "level 0", "level 1", "level 2"),
-                   lty = c(1, 2, 1, 1, 1), col = c("black", "grey40", cols))
+                     col = ifelse(is.na(lv), "grey60", level_cols[lv + 1L]), lwd = 2)
+  graphics::legend("topleft", bty = "n", cex = 0.8, ncol = 2,
+                   legend = c("vectors in use", "vector trigger", "cons cells in use",
+                              "cons cell trigger", "level 0", "level 1", "level 2"),
+                   lty = c(1, 2, 1, 2, 1, 1, 1), lwd = c(1, 1, 1, 1, 2, 2, 2),
+                   col = c("black", "black", "#3182bd", "#3182bd", level_cols))
   invisible(x)
 }
 

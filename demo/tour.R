@@ -10,6 +10,16 @@ sum(sizes)
 format(sizes, standard = "SI")
 sizes > "1 MB"
 
+# ---- Garbage collections ---------------------------------------------------
+# Every collection R makes while an expression runs, as data: its level, the
+# heap after it, and the R call that was running.
+grow <- function(n) { out <- c(); for (i in seq_len(n)) out <- c(out, i); out }
+tr <- gc_trace({ x <- grow(1e4); gc(); length(x) })
+tr
+head(as.data.frame(tr)[c("gc", "time", "level", "vcells_used", "explicit", "call")])
+summary(tr)
+gc_triggers()
+
 # ---- Memory over time, peaks and leaks ------------------------------------
 # mem_profile() samples resident memory from a C thread, records the R heap
 # after each collection and the exact peak from the kernel.
@@ -27,5 +37,5 @@ plot(p)
 mem_peak(y <- numeric(1e7))
 # Does a function keep memory it should not?
 store <- new.env()
-grow <- function() store[[as.character(length(store))]] <- numeric(128)
-mem_leaks(grow, n = 30, warmup = 3)
+remember <- function() store[[as.character(length(store))]] <- numeric(128)
+mem_leaks(remember, n = 30, warmup = 3)

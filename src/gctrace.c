@@ -35,6 +35,26 @@
  * One tracer per process; R/gctrace.R nests traces as views over it.
  */
 #define _GNU_SOURCE
+
+#include "memkit.h"
+#include "errors.h"
+
+#ifdef _WIN32
+/* Windows has no pipe on which a file() connection can be opened by name;
+ * R/gctrace.R refuses before reaching these. */
+#define MK_UNSUPPORTED \
+  mk_error("unsupported", "GC tracing needs a Unix-alike."); \
+  return R_NilValue;
+SEXP ffi_gctrace_open(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_close(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_adopt(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_arm(SEXP hook) { (void) hook; MK_UNSUPPORTED }
+SEXP ffi_gctrace_disarm(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_records(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
+#else
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,10 +63,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "memkit.h"
-#include "errors.h"
 #include "utils.h"
 
 #define LINE_MAX_LEN 4096
@@ -80,6 +99,11 @@ static struct {
   int thread_started;
   pthread_mutex_t mu;
   stream_t s;
+
+  /* Other fds on the write end: R's connection opens /dev/fd/N anew. */
+  int adopted[8];
+  int nadopted;
+  int forked;           /* this process is a fork of the traced one */
 
   /* Main thread only. */
   int armed;
@@ -235,6 +259,10 @@ static void *reader_main(void *arg) {
 
 /* ---- opening and closing ----------------------------------------------- */
 
+static void check_handle(SEXP handle) {
+  if (TYPEOF(handle) != EXTPTRSXP) mk_error("type", "`handle` must be a GC trace handle.");
+}
+
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
@@ -259,6 +287,7 @@ static void teardown(void) {
   close_fd(&G.wake[0]);
   close_fd(&G.wake[1]);
   stream_free();
+  G.nadopted = 0;
   G.open = 0;
 }
 
@@ -275,6 +304,53 @@ static int make_pipe(int fds[2]) {
     if (fl >= 0) fcntl(fds[i], F_SETFD, fl | FD_CLOEXEC);
   }
   return 0;
+}
+
+/* In a forked child (parallel::mclapply()) the reader thread does not
+ * exist and the pipe belongs to the parent: send the child's message stream
+ * to its stderr, as it would go without tracing, and forget the pipe so that
+ * nothing in the child waits for a thread that is not there. Only
+ * async-signal-safe calls here. */
+static void atfork_child(void) {
+  if (!G.open) return;
+  for (int i = 0; i < G.nadopted; i++) dup2(STDERR_FILENO, G.adopted[i]);
+  G.nadopted = 0;
+  if (G.rfd >= 0) close(G.rfd);
+  if (G.wfd >= 0) close(G.wfd);
+  if (G.wake[0] >= 0) close(G.wake[0]);
+  if (G.wake[1] >= 0) close(G.wake[1]);
+  G.rfd = G.wfd = G.wake[0] = G.wake[1] = -1;
+  G.thread_started = 0;
+  G.open = 0;
+  G.forked = 1;
+}
+
+/* Find the descriptors R opened on the pipe's write end (same inode as ours)
+ * once its connection is open: they are closed on exec and, in a forked
+ * child, pointed at stderr. */
+SEXP ffi_gctrace_adopt(SEXP handle) {
+  static int atfork_done = 0;
+  check_handle(handle);
+  if (!G.open || R_ExternalPtrAddr(handle) == NULL) mk_error("state", "The GC trace pipe is closed.");
+  if (!atfork_done) {
+    if (pthread_atfork(NULL, NULL, atfork_child) == 0) atfork_done = 1;
+  }
+  struct stat ref;
+  if (fstat(G.wfd, &ref) != 0) mk_error_sys("system", errno, "pipe", "Can't inspect the GC trace pipe");
+  G.nadopted = 0;
+  long maxfd = sysconf(_SC_OPEN_MAX);
+  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+  for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) {
+    if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) continue;
+    struct stat st;
+    if (fstat(fd, &st) != 0) continue;
+    if (st.st_dev == ref.st_dev && st.st_ino == ref.st_ino) {
+      int fl = fcntl(fd, F_GETFD);
+      if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+      G.adopted[G.nadopted++] = fd;
+    }
+  }
+  return Rf_ScalarInteger(G.nadopted);
 }
 
 /* Open the pipe and start the reader. Returns an external pointer that owns
@@ -320,10 +396,6 @@ SEXP ffi_gctrace_open(void) {
   Rf_setAttrib(handle, Rf_install("fd"), Rf_ScalarInteger(G.wfd));
   UNPROTECT(nprot);
   return handle;
-}
-
-static void check_handle(SEXP handle) {
-  if (TYPEOF(handle) != EXTPTRSXP) mk_error("type", "`handle` must be a GC trace handle.");
 }
 
 /* Stop the reader after it has read everything, close every fd. R closes
@@ -428,6 +500,16 @@ static void sentinel_fired(SEXP key) {
   (void) key;
   if (!G.armed || G.keep == NULL) return;
   int nprot = 0;
+  if (G.forked) {
+    /* A forked child inherited gcinfo(TRUE): stop its reports (they would
+     * reach its stderr) and stop listening. */
+    G.armed = 0;
+    SEXP off = PROTECT(Rf_lang2(Rf_install("gcinfo"), Rf_ScalarLogical(FALSE))); nprot++;
+    int err = 0;
+    R_tryEvalSilent(off, R_BaseEnv, &err);
+    UNPROTECT(nprot);
+    return;
+  }
   /* Re-arm first: if anything below fails (R longjmps out of a finalizer
    * only to R's own top level), the next collection is still seen. */
   arm();
@@ -634,3 +716,5 @@ SEXP ffi_gctrace_callbacks(SEXP from_) {
   UNPROTECT(nprot);
   return out;
 }
+
+#endif /* _WIN32 */

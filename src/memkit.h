@@ -26,6 +26,7 @@ SEXP ffi_utils_rss(void);
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
 SEXP ffi_gctrace_open(void);
 SEXP ffi_gctrace_close(SEXP handle);
+SEXP ffi_gctrace_adopt(SEXP handle);
 SEXP ffi_gctrace_arm(SEXP hook);
 SEXP ffi_gctrace_disarm(void);
 SEXP ffi_gctrace_records(SEXP from);
