@@ -24,6 +24,13 @@
 #' p < 0.01. The warm-up runs are there for first-call costs that are not
 #' leaks: byte compilation, caches that fill and then stay, lazy loading.
 #'
+#' Before each reading of resident memory the C allocator is asked to give
+#' its free memory back to the system (`malloc_trim()`, on glibc), so that
+#' resident memory follows what is in use: otherwise a native leak is served
+#' from memory already resident and does not show. Under valgrind or a
+#' sanitizer another allocator serves `malloc()`; there, rely on the tool's
+#' own leak report.
+#'
 #' @param f A function, called with no arguments.
 #' @param n Number of calls measured, at least 5.
 #' @param warmup Number of calls made first and not measured.
