@@ -54,10 +54,10 @@
 #' @examples
 #' cache <- new.env()
 #' leaky <- function() cache[[as.character(length(cache) + 1)]] <- numeric(128)
-#' mem_leaks(leaky, n = 20, warmup = 2)
+#' mem_leaks(leaky, n = 8, warmup = 1)
 #'
 #' tidy <- function() invisible(numeric(1e5))
-#' mem_leaks(tidy, n = 20, warmup = 2)
+#' mem_leaks(tidy, n = 8, warmup = 1)
 mem_leaks <- function(f, n = 100, warmup = 10) {
   if (!is.function(f)) {
     mk_abort("type", sprintf("`f` must be a function, not %s.", describe_value(f)))
