@@ -64,6 +64,7 @@ SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "utils.h"
@@ -243,8 +244,13 @@ static void *reader_main(void *arg) {
     fds[0].revents = fds[1].revents = 0;
     int rc = poll(fds, 2, -1);
     if (rc < 0) {
-      if (errno == EINTR) continue;
-      break;
+      /* Never leave while R may still write: a pipe nobody reads would
+       * block REprintf() once full. Only the wake-up ends the thread. */
+      if (errno != EINTR) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+      }
+      continue;
     }
     if (fds[0].revents) {
       pthread_mutex_lock(&G.mu);
