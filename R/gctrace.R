@@ -270,11 +270,19 @@ gctrace_close <- function() {
   try(gctrace_restore_sink(), silent = TRUE)
   try(close(the_gc$con), silent = TRUE)
   text <- tryCatch(.Call(ffi_gctrace_text), error = function(e) "")
+  dropped <- tryCatch(attr(.Call(ffi_gctrace_records, .Machine$integer.max), "dropped"),
+                      error = function(e) 0)
   try(.Call(ffi_gctrace_close, h), silent = TRUE)
   if (!isTRUE(the_gc$gctime_was_on)) try(gc.time(FALSE), silent = TRUE)
   the_gc$con <- NULL
   the_gc$views <- list()
   if (nzchar(text)) cat(text, file = stderr())
+  if (isTRUE(dropped > 0)) {
+    warning(sprintf(paste0(
+      "The GC trace ran out of memory for %s bytes of messages or reports; ",
+      "text written straight to the message stream may be missing."), format(dropped)),
+      call. = FALSE)
+  }
   invisible()
 }
 

@@ -64,6 +64,7 @@ SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "utils.h"
@@ -243,8 +244,13 @@ static void *reader_main(void *arg) {
     fds[0].revents = fds[1].revents = 0;
     int rc = poll(fds, 2, -1);
     if (rc < 0) {
-      if (errno == EINTR) continue;
-      break;
+      /* Never leave while R may still write: a pipe nobody reads would
+       * block REprintf() once full. Only the wake-up ends the thread. */
+      if (errno != EINTR) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+      }
+      continue;
     }
     if (fds[0].revents) {
       pthread_mutex_lock(&G.mu);
@@ -306,12 +312,18 @@ static int make_pipe(int fds[2]) {
   return 0;
 }
 
+/* Around fork(), hold `mu` so that the child never inherits it locked by
+ * the reader thread (which does not exist in the child). */
+static void atfork_prepare(void) { pthread_mutex_lock(&G.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&G.mu); }
+
 /* In a forked child (parallel::mclapply()) the reader thread does not
  * exist and the pipe belongs to the parent: send the child's message stream
  * to its stderr, as it would go without tracing, and forget the pipe so that
  * nothing in the child waits for a thread that is not there. Only
  * async-signal-safe calls here. */
 static void atfork_child(void) {
+  pthread_mutex_unlock(&G.mu);
   if (!G.open) return;
   for (int i = 0; i < G.nadopted; i++) dup2(STDERR_FILENO, G.adopted[i]);
   G.nadopted = 0;
@@ -333,7 +345,7 @@ SEXP ffi_gctrace_adopt(SEXP handle) {
   check_handle(handle);
   if (!G.open || R_ExternalPtrAddr(handle) == NULL) mk_error("state", "The GC trace pipe is closed.");
   if (!atfork_done) {
-    if (pthread_atfork(NULL, NULL, atfork_child) == 0) atfork_done = 1;
+    if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0) atfork_done = 1;
   }
   struct stat ref;
   if (fstat(G.wfd, &ref) != 0) mk_error_sys("system", errno, "pipe", "Can't inspect the GC trace pipe");
@@ -376,6 +388,7 @@ SEXP ffi_gctrace_open(void) {
   (void) fcntl(G.wfd, F_SETPIPE_SZ, 1 << 20);
 #endif
   memset(&G.s, 0, sizeof G.s);
+  G.forked = 0;
 
   /* The thread must never take R's signals (SIGINT belongs to R). */
   sigset_t all, old;
@@ -392,7 +405,11 @@ SEXP ffi_gctrace_open(void) {
 
   int nprot = 0;
   SEXP handle = PROTECT(R_MakeExternalPtr(&G, R_NilValue, R_NilValue)); nprot++;
-  R_RegisterCFinalizerEx(handle, handle_finalize, TRUE);
+  /* The finalizer is a weak reference kept in the handle, so that closing
+   * can run and retire it: a C finalizer left pending would point into this
+   * library after it is unloaded. */
+  SEXP wr = PROTECT(R_MakeWeakRefC(handle, R_NilValue, handle_finalize, TRUE)); nprot++;
+  R_SetExternalPtrProtected(handle, wr);
   Rf_setAttrib(handle, Rf_install("fd"), Rf_ScalarInteger(G.wfd));
   UNPROTECT(nprot);
   return handle;
@@ -407,6 +424,11 @@ SEXP ffi_gctrace_close(SEXP handle) {
     close_fd(&G.wfd);
     if (G.open) drain();
     teardown();
+  }
+  SEXP wr = R_ExternalPtrProtected(handle);
+  if (TYPEOF(wr) == WEAKREFSXP) {
+    R_SetExternalPtrProtected(handle, R_NilValue);
+    R_RunWeakRefFinalizer(wr); /* handle_finalize() on a cleared handle: a no-op */
   }
   return R_NilValue;
 }

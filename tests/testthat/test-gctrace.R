@@ -411,3 +411,23 @@ test_that("the tracer survives gctorture() (heavy)", {
   expect_gte(res$value$explicit, 1L)
   expect_identical(res$value$sink, 2L)
 })
+
+test_that("unloading memkit after (or during) a trace leaves nothing pointing into it", {
+  skip_on_cran()
+  res <- in_child(function() {
+    library(memkit)
+    tr <- gc_trace(lapply(1:1e4, function(i) numeric(10)))
+    gc_trace_start()
+    dll <- getLoadedDLLs()[["memkit"]][["path"]]
+    unloadNamespace("memkit")
+    dyn.unload(dll)
+    invisible(gc())
+    x <- lapply(1:2e5, function(i) numeric(10))
+    r <- if (.Platform$OS.type == "unix") unlist(parallel::mclapply(1:2, function(i) i, mc.cores = 2)) else 1:2
+    list(r = r, sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value$r, 1:2)
+  expect_identical(res$value$sink, 2L)
+  expect_false(res$value$gcinfo)
+})

@@ -65,3 +65,11 @@ cases$ffi_gctrace_disarm <- function() {
   gc(full = FALSE)
   stopifnot(length(.Call(ns$ffi_gctrace_callbacks, 0)$stack) == 0L)
 }
+cases$ffi_gctrace_adopt <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
+  on.exit(close(con), add = TRUE, after = FALSE)
+  stopifnot(identical(.Call(ns$ffi_gctrace_adopt, h), 1L))
+  expect_mk_error(.Call(ns$ffi_gctrace_adopt, 1L), "type")
+}
