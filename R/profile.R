@@ -225,14 +225,14 @@ mem_mark <- function(label) {
 
 # The GC part of a profile is a trace (R/gctrace.R) over the same stretch:
 # one more view on the one tracer, so gc_trace() inside mem_profile() and
-# mem_profile() inside gc_trace() both work. It is ended by its id, so a
+# mem_profile() inside gc_trace() both work. It is stopped by its id, so a
 # gc_trace_start() left running inside `expr` cannot take its place.
 profile_gc_start <- function() {
   tryCatch(gc_trace_start(), memkit_error_unsupported = function(e) NULL)
 }
 
 profile_gc_stop <- function(id) {
-  trace <- if (!is.null(id)) gctrace_end(id, NULL)
+  trace <- if (!is.null(id)) gc_trace_stop(id)
   if (is.null(trace)) trace <- list(events = empty_events(), gc_time = NA_real_)
   trace
 }
