@@ -22,3 +22,8 @@
 #' @keywords internal
 #' @useDynLib memkit, .registration = TRUE
 "_PACKAGE"
+
+# Process-wide state each family must release before the library goes.
+.onUnload <- function(libpath) {
+  gctrace_unload()
+}

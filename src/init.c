@@ -45,8 +45,21 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_is, 1),
 
   /* GC tracing */
+  CALLDEF(ffi_gctrace_open, 0),
+  CALLDEF(ffi_gctrace_close, 1),
+  CALLDEF(ffi_gctrace_adopt, 1),
+  CALLDEF(ffi_gctrace_arm, 1),
+  CALLDEF(ffi_gctrace_disarm, 0),
+  CALLDEF(ffi_gctrace_records, 1),
+  CALLDEF(ffi_gctrace_callbacks, 1),
+  CALLDEF(ffi_gctrace_text, 0),
 
   /* profiling */
+  CALLDEF(ffi_sampler_start, 1),
+  CALLDEF(ffi_sampler_stop, 1),
+  CALLDEF(ffi_sampler_peak, 0),
+  CALLDEF(ffi_sampler_reset, 0),
+  CALLDEF(ffi_profile_trim, 0),
 
   {NULL, NULL, 0}
 };

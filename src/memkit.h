@@ -45,7 +45,20 @@ SEXP ffi_fm_info(SEXP x);
 SEXP ffi_fm_is(SEXP x);
 
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
+SEXP ffi_gctrace_open(void);
+SEXP ffi_gctrace_close(SEXP handle);
+SEXP ffi_gctrace_adopt(SEXP handle);
+SEXP ffi_gctrace_arm(SEXP hook);
+SEXP ffi_gctrace_disarm(void);
+SEXP ffi_gctrace_records(SEXP from);
+SEXP ffi_gctrace_callbacks(SEXP from);
+SEXP ffi_gctrace_text(void);
 
 /* ---- profiling (src/sampler.c) -------------------------------------------- */
+SEXP ffi_sampler_start(SEXP interval);
+SEXP ffi_sampler_stop(SEXP sampler);
+SEXP ffi_sampler_peak(void);
+SEXP ffi_sampler_reset(void);
+SEXP ffi_profile_trim(void);
 
 #endif

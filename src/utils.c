@@ -18,29 +18,46 @@ double mk_now(void) {
   return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
-double mk_rss_bytes(void) {
+int mk_rss_open(void) {
 #if defined(__linux__)
-  /* statm: size resident shared text lib data dt, in pages. One read() of a
-   * small buffer; cheaper than parsing /proc/self/status. */
-  char buf[256];
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  return open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+#else
+  return -1;
+#endif
+}
+
+double mk_rss_read(int fd) {
+#if defined(__linux__)
+  /* statm: size resident shared text lib data dt, in pages. One pread() of a
+   * small buffer at offset 0 re-reads the file without reopening it; cheaper
+   * than parsing /proc/self/status. */
   if (fd < 0) return NA_REAL;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
+  long page = sysconf(_SC_PAGESIZE);
+  char buf[256];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
   if (n <= 0) return NA_REAL;
   buf[n] = '\0';
   unsigned long size = 0, resident = 0;
   if (sscanf(buf, "%lu %lu", &size, &resident) != 2) return NA_REAL;
-  return (double) resident * (double) sysconf(_SC_PAGESIZE);
+  return (double) resident * (double) page;
 #elif defined(__APPLE__)
+  (void) fd;
   mach_task_basic_info_data_t info;
   mach_msg_type_number_t count = MACH_TASK_BASIC_INFO_COUNT;
   if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO, (task_info_t) &info, &count) != KERN_SUCCESS)
     return NA_REAL;
   return (double) info.resident_size;
 #else
+  (void) fd;
   return NA_REAL;
 #endif
+}
+
+double mk_rss_bytes(void) {
+  int fd = mk_rss_open();
+  double rss = mk_rss_read(fd);
+  if (fd >= 0) close(fd);
+  return rss;
 }
 
 SEXP ffi_utils_rss(void) {

@@ -12,4 +12,10 @@ double mk_now(void);
  * R (NA_REAL is a plain double here). */
 double mk_rss_bytes(void);
 
+/* The same, split for callers that read it often (the sampler thread):
+ * mk_rss_open() gives a descriptor to keep open (-1 where the system needs
+ * none, or on failure with errno set), mk_rss_read(fd) one reading. */
+int mk_rss_open(void);
+double mk_rss_read(int fd);
+
 #endif

@@ -1,0 +1,742 @@
+/*
+ * gctrace.c: a record of every garbage collection, through R's public API.
+ *
+ * Two sources, joined in R (R/gctrace.R):
+ *
+ * 1. The report stream. With gcinfo(TRUE), R prints three lines after each
+ *    automatic collection through REprintf():
+ *      "Garbage collection N = a+b+c (level L) ... "
+ *      "\nX.Y Mbytes of cons cells used (P%)\n"
+ *      "X.Y Mbytes of vectors used (P%)\n"
+ *    REprintf() writes to the message sink, which R/gctrace.R points at the
+ *    write end of a pipe (a file() connection on /dev/fd/N, flushed after
+ *    every REprintf). A reader thread drains the pipe so that a long stretch
+ *    of C code that collects many times never fills it; it stamps each record
+ *    with mk_now() and keeps everything that is not a report as text for
+ *    R/gctrace.R to hand back to the user. The thread never touches R: it
+ *    only reads the pipe and fills the C buffers below under `mu`.
+ *
+ * 2. A sentinel: an external pointer nobody references, with a C finalizer.
+ *    R runs finalizers at the next safe point after a collection (not inside
+ *    it), so the finalizer sees the R call stack that was running. It re-arms
+ *    itself, drains the pipe on the main thread (so every report printed
+ *    before it is counted) and records the number of reports seen so far,
+ *    sys.calls() and gc.time().
+ *
+ *    Re-arming from inside a finalizer is subtle: RunFinalizers() unlinks a
+ *    ready weak reference at the head of R's list by moving the head to its
+ *    successor, so a reference pushed at the head while it runs is cut off if
+ *    that successor is also ready (e.g. five gc() calls in a row would give
+ *    one callback). Each sentinel is therefore created right after an
+ *    "anchor" weak reference whose key stays alive, so the sentinel's
+ *    successor is never ready. Anchors are retired two generations later:
+ *    the anchor created with the sentinel now firing is still its successor.
+ *
+ * One tracer per process; R/gctrace.R nests traces as views over it.
+ */
+#define _GNU_SOURCE
+
+#include "memkit.h"
+#include "errors.h"
+
+#ifdef _WIN32
+/* Windows has no pipe on which a file() connection can be opened by name;
+ * R/gctrace.R refuses before reaching these. */
+#define MK_UNSUPPORTED \
+  mk_error("unsupported", "GC tracing needs a Unix-alike."); \
+  return R_NilValue;
+SEXP ffi_gctrace_open(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_close(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_adopt(SEXP handle) { (void) handle; MK_UNSUPPORTED }
+SEXP ffi_gctrace_arm(SEXP hook) { (void) hook; MK_UNSUPPORTED }
+SEXP ffi_gctrace_disarm(void) { MK_UNSUPPORTED }
+SEXP ffi_gctrace_records(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
+SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
+#else
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "utils.h"
+
+#define LINE_MAX_LEN 4096
+#define TEXT_MAX ((size_t) 16 << 20)
+
+typedef struct {
+  double mono;
+  int n, c0, c1, c2, level;
+  double ncells_mb, vcells_mb;
+  int ncells_pct, vcells_pct;
+} gcrec;
+
+/* State shared with the reader thread: everything in this block is read and
+ * written only with `mu` held. */
+typedef struct {
+  gcrec *recs;
+  size_t nrecs, caprecs;
+  int pending;          /* lines still expected for the last record (0-2) */
+  char line[LINE_MAX_LEN];
+  size_t linelen;
+  char *text;
+  size_t ntext, captext;
+  double dropped;       /* bytes or records dropped for lack of memory */
+} stream_t;
+
+static struct {
+  int open;             /* pipe and thread exist */
+  int rfd, wfd;         /* the pipe */
+  int wake[2];          /* tells the thread to finish */
+  pthread_t thread;
+  int thread_started;
+  pthread_mutex_t mu;
+  stream_t s;
+
+  /* Other fds on the write end: R's connection opens /dev/fd/N anew. */
+  int adopted[8];
+  int nadopted;
+  int forked;           /* this process is a fork of the traced one */
+
+  /* Main thread only. */
+  int armed;
+  long generation;
+  int *cb_nrec;
+  double *cb_mono, *cb_gctime;
+  size_t ncb, capcb;
+  double cb_dropped;
+  SEXP keep;            /* preserved list: anchors, keys, sentinel, stacks */
+} G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+enum { K_ANCHOR = 0, K_KEY = 3, K_SENTINEL = 6, K_STACKS = 7, K_HOOK = 8, K_LEN = 9 };
+
+/* ---- the report parser (called with mu held, from either thread) -------- */
+
+static void text_append(stream_t *s, const char *p, size_t n) {
+  if (n == 0) return;
+  if (s->ntext + n + 1 > s->captext) {
+    size_t cap = s->captext ? s->captext : 4096;
+    while (cap < s->ntext + n + 1) cap *= 2;
+    if (cap > TEXT_MAX) { s->dropped += (double) n; return; }
+    char *t = realloc(s->text, cap);
+    if (t == NULL) { s->dropped += (double) n; return; }
+    s->text = t;
+    s->captext = cap;
+  }
+  memcpy(s->text + s->ntext, p, n);
+  s->ntext += n;
+  s->text[s->ntext] = '\0';
+}
+
+static const char GC_PREFIX[] = "Garbage collection ";
+
+static void new_record(stream_t *s, const char *p, double now) {
+  gcrec r;
+  memset(&r, 0, sizeof r);
+  r.mono = now;
+  r.ncells_mb = r.vcells_mb = -1;
+  r.ncells_pct = r.vcells_pct = -1;
+  if (sscanf(p, "Garbage collection %d = %d+%d+%d (level %d)",
+             &r.n, &r.c0, &r.c1, &r.c2, &r.level) != 5) {
+    text_append(s, p, strlen(p));
+    text_append(s, "\n", 1);
+    return;
+  }
+  if (s->nrecs == s->caprecs) {
+    size_t cap = s->caprecs ? 2 * s->caprecs : 256;
+    gcrec *t = realloc(s->recs, cap * sizeof *t);
+    if (t == NULL) { s->dropped += 1; s->pending = 0; return; }
+    s->recs = t;
+    s->caprecs = cap;
+  }
+  s->recs[s->nrecs++] = r;
+  s->pending = 2;
+}
+
+static void process_line(stream_t *s, char *l, double now) {
+  char *p = strstr(l, GC_PREFIX);
+  if (p != NULL) {
+    text_append(s, l, (size_t) (p - l));
+    new_record(s, p, now);
+    return;
+  }
+  if (s->pending > 0 && s->nrecs > 0) {
+    gcrec *r = &s->recs[s->nrecs - 1];
+    double mb;
+    int pct;
+    if (s->pending == 2 &&
+        sscanf(l, "%lf Mbytes of cons cells used (%d%%)", &mb, &pct) == 2) {
+      r->ncells_mb = mb;
+      r->ncells_pct = pct;
+      s->pending = 1;
+      return;
+    }
+    if (s->pending == 1 &&
+        sscanf(l, "%lf Mbytes of vectors used (%d%%)", &mb, &pct) == 2) {
+      r->vcells_mb = mb;
+      r->vcells_pct = pct;
+      s->pending = 0;
+      return;
+    }
+    s->pending = 0;
+  }
+  text_append(s, l, strlen(l));
+  text_append(s, "\n", 1);
+}
+
+static void feed(stream_t *s, const char *buf, size_t n, double now) {
+  for (size_t i = 0; i < n; i++) {
+    char c = buf[i];
+    if (c == '\n') {
+      s->line[s->linelen] = '\0';
+      process_line(s, s->line, now);
+      s->linelen = 0;
+    } else {
+      if (s->linelen == LINE_MAX_LEN - 1) {
+        /* A very long line is user text: pass it on in pieces. */
+        text_append(s, s->line, s->linelen);
+        s->linelen = 0;
+      }
+      s->line[s->linelen++] = c;
+    }
+  }
+}
+
+/* Read whatever the pipe holds. rfd is non-blocking; called with mu held.
+ * Returns 0 at end of file, 1 otherwise. */
+static int drain_locked(void) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(G.rfd, buf, sizeof buf);
+    if (n > 0) {
+      feed(&G.s, buf, (size_t) n, mk_now());
+      continue;
+    }
+    if (n == 0) return 0;
+    if (errno == EINTR) continue;
+    return 1;
+  }
+}
+
+static void drain(void) {
+  if (!G.open) return;
+  pthread_mutex_lock(&G.mu);
+  drain_locked();
+  pthread_mutex_unlock(&G.mu);
+}
+
+static void *reader_main(void *arg) {
+  (void) arg;
+  struct pollfd fds[2];
+  fds[0].fd = G.rfd;
+  fds[0].events = POLLIN;
+  fds[1].fd = G.wake[0];
+  fds[1].events = POLLIN;
+  for (;;) {
+    fds[0].revents = fds[1].revents = 0;
+    int rc = poll(fds, 2, -1);
+    if (rc < 0) {
+      /* Never leave while R may still write: a pipe nobody reads would
+       * block REprintf() once full. Only the wake-up ends the thread. */
+      if (errno != EINTR) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+      }
+      continue;
+    }
+    if (fds[0].revents) {
+      pthread_mutex_lock(&G.mu);
+      int more = drain_locked();
+      pthread_mutex_unlock(&G.mu);
+      if (!more) break;
+    }
+    if (fds[1].revents) break;
+  }
+  return NULL;
+}
+
+/* ---- opening and closing ----------------------------------------------- */
+
+static void check_handle(SEXP handle) {
+  if (TYPEOF(handle) != EXTPTRSXP) mk_error("type", "`handle` must be a GC trace handle.");
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void stream_free(void) {
+  free(G.s.recs);
+  free(G.s.text);
+  memset(&G.s, 0, sizeof G.s);
+}
+
+static void teardown(void) {
+  if (G.thread_started) {
+    char c = 1;
+    ssize_t w;
+    do w = write(G.wake[1], &c, 1); while (w < 0 && errno == EINTR);
+    pthread_join(G.thread, NULL);
+    G.thread_started = 0;
+  }
+  close_fd(&G.wfd);
+  close_fd(&G.rfd);
+  close_fd(&G.wake[0]);
+  close_fd(&G.wake[1]);
+  stream_free();
+  G.nadopted = 0;
+  G.open = 0;
+}
+
+static void handle_finalize(SEXP handle) {
+  if (R_ExternalPtrAddr(handle) == NULL) return;
+  R_ClearExternalPtr(handle);
+  teardown();
+}
+
+static int make_pipe(int fds[2]) {
+  if (pipe(fds) != 0) return -1;
+  for (int i = 0; i < 2; i++) {
+    int fl = fcntl(fds[i], F_GETFD);
+    if (fl >= 0) fcntl(fds[i], F_SETFD, fl | FD_CLOEXEC);
+  }
+  return 0;
+}
+
+/* Around fork(), hold `mu` so that the child never inherits it locked by
+ * the reader thread (which does not exist in the child). */
+static void atfork_prepare(void) { pthread_mutex_lock(&G.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&G.mu); }
+
+/* In a forked child (parallel::mclapply()) the reader thread does not
+ * exist and the pipe belongs to the parent: send the child's message stream
+ * to its stderr, as it would go without tracing, and forget the pipe so that
+ * nothing in the child waits for a thread that is not there. Only
+ * async-signal-safe calls here. */
+static void atfork_child(void) {
+  pthread_mutex_unlock(&G.mu);
+  if (!G.open) return;
+  for (int i = 0; i < G.nadopted; i++) dup2(STDERR_FILENO, G.adopted[i]);
+  G.nadopted = 0;
+  if (G.rfd >= 0) close(G.rfd);
+  if (G.wfd >= 0) close(G.wfd);
+  if (G.wake[0] >= 0) close(G.wake[0]);
+  if (G.wake[1] >= 0) close(G.wake[1]);
+  G.rfd = G.wfd = G.wake[0] = G.wake[1] = -1;
+  G.thread_started = 0;
+  G.open = 0;
+  G.forked = 1;
+}
+
+/* Find the descriptors R opened on the pipe's write end (same inode as ours)
+ * once its connection is open: they are closed on exec and, in a forked
+ * child, pointed at stderr. */
+SEXP ffi_gctrace_adopt(SEXP handle) {
+  static int atfork_done = 0;
+  check_handle(handle);
+  if (!G.open || R_ExternalPtrAddr(handle) == NULL) mk_error("state", "The GC trace pipe is closed.");
+  if (!atfork_done) {
+    if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0) atfork_done = 1;
+  }
+  struct stat ref;
+  if (fstat(G.wfd, &ref) != 0) mk_error_sys("system", errno, "pipe", "Can't inspect the GC trace pipe");
+  G.nadopted = 0;
+  long maxfd = sysconf(_SC_OPEN_MAX);
+  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+  for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) {
+    if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) continue;
+    struct stat st;
+    if (fstat(fd, &st) != 0) continue;
+    if (st.st_dev == ref.st_dev && st.st_ino == ref.st_ino) {
+      int fl = fcntl(fd, F_GETFD);
+      if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+      G.adopted[G.nadopted++] = fd;
+    }
+  }
+  return Rf_ScalarInteger(G.nadopted);
+}
+
+/* Open the pipe and start the reader. Returns an external pointer that owns
+ * both (its finalizer closes them) with the write end's fd in attribute
+ * "fd". */
+SEXP ffi_gctrace_open(void) {
+  if (G.open) mk_error("state", "A GC trace pipe is already open.");
+  int p[2];
+  if (make_pipe(p) != 0) mk_error_sys("system", errno, "pipe", "Can't create a pipe");
+  if (make_pipe(G.wake) != 0) {
+    int e = errno;
+    close(p[0]);
+    close(p[1]);
+    mk_error_sys("system", e, "pipe", "Can't create a pipe");
+  }
+  G.rfd = p[0];
+  G.wfd = p[1];
+  int fl = fcntl(G.rfd, F_GETFL);
+  if (fl >= 0) fcntl(G.rfd, F_SETFL, fl | O_NONBLOCK);
+#ifdef F_SETPIPE_SZ
+  /* Room for thousands of reports in case the reader is descheduled; a full
+   * pipe would make REprintf() wait for it. Best effort. */
+  (void) fcntl(G.wfd, F_SETPIPE_SZ, 1 << 20);
+#endif
+  memset(&G.s, 0, sizeof G.s);
+  G.forked = 0;
+
+  /* The thread must never take R's signals (SIGINT belongs to R). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&G.thread, NULL, reader_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    teardown();
+    mk_error_sys("system", rc, "pthread_create", "Can't start the GC report reader");
+  }
+  G.thread_started = 1;
+  G.open = 1;
+
+  int nprot = 0;
+  SEXP handle = PROTECT(R_MakeExternalPtr(&G, R_NilValue, R_NilValue)); nprot++;
+  /* The finalizer is a weak reference kept in the handle, so that closing
+   * can run and retire it: a C finalizer left pending would point into this
+   * library after it is unloaded. */
+  SEXP wr = PROTECT(R_MakeWeakRefC(handle, R_NilValue, handle_finalize, TRUE)); nprot++;
+  R_SetExternalPtrProtected(handle, wr);
+  Rf_setAttrib(handle, Rf_install("fd"), Rf_ScalarInteger(G.wfd));
+  UNPROTECT(nprot);
+  return handle;
+}
+
+/* Stop the reader after it has read everything, close every fd. R closes
+ * its connection on the write end first. Idempotent. */
+SEXP ffi_gctrace_close(SEXP handle) {
+  check_handle(handle);
+  if (R_ExternalPtrAddr(handle) != NULL) {
+    R_ClearExternalPtr(handle);
+    close_fd(&G.wfd);
+    if (G.open) drain();
+    teardown();
+  }
+  SEXP wr = R_ExternalPtrProtected(handle);
+  if (TYPEOF(wr) == WEAKREFSXP) {
+    R_SetExternalPtrProtected(handle, R_NilValue);
+    R_RunWeakRefFinalizer(wr); /* handle_finalize() on a cleared handle: a no-op */
+  }
+  return R_NilValue;
+}
+
+/* ---- the sentinel ------------------------------------------------------- */
+
+static void sentinel_fired(SEXP key);
+
+static SEXP stacks_slot(void) { return VECTOR_ELT(G.keep, K_STACKS); }
+
+static void arm(void) {
+  int nprot = 0;
+  long j = G.generation++;
+  int slot = (int) (j % 3);
+  /* Retire the anchor from two generations ago (slot of j - 2). */
+  int old = (int) ((j + 1) % 3);
+  SEXP oldw = VECTOR_ELT(G.keep, K_ANCHOR + old);
+  if (oldw != R_NilValue) {
+    R_RunWeakRefFinalizer(oldw);
+    SET_VECTOR_ELT(G.keep, K_ANCHOR + old, R_NilValue);
+    SET_VECTOR_ELT(G.keep, K_KEY + old, R_NilValue);
+  }
+  SEXP key = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue)); nprot++;
+  SET_VECTOR_ELT(G.keep, K_KEY + slot, key);
+  SEXP anchor = PROTECT(R_MakeWeakRef(key, R_NilValue, R_NilValue, FALSE)); nprot++;
+  SET_VECTOR_ELT(G.keep, K_ANCHOR + slot, anchor);
+  SEXP skey = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue)); nprot++;
+  SEXP sentinel = PROTECT(R_MakeWeakRefC(skey, R_NilValue, sentinel_fired, FALSE)); nprot++;
+  SET_VECTOR_ELT(G.keep, K_SENTINEL, sentinel);
+  UNPROTECT(nprot);
+}
+
+/* A call whose arguments hold large values (do.call(f, list(big))) would keep
+ * them alive as long as the trace: replace such arguments by a placeholder. */
+static int heavy_arg(SEXP a) {
+  switch (TYPEOF(a)) {
+  case NILSXP: case SYMSXP: case LANGSXP: case PROMSXP: case DOTSXP:
+  case CHARSXP: case BCODESXP:
+    return 0;
+  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case STRSXP:
+  case RAWSXP:
+    return XLENGTH(a) > 8;
+  default:
+    return 1;
+  }
+}
+
+static SEXP light_calls(SEXP calls) {
+  int nprot = 0;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, Rf_length(calls))); nprot++;
+  SEXP placeholder = Rf_install("<value>");
+  R_xlen_t i = 0;
+  for (SEXP c = calls; c != R_NilValue; c = CDR(c), i++) {
+    SEXP call = CAR(c);
+    int heavy = 0;
+    if (TYPEOF(call) == LANGSXP) {
+      for (SEXP a = CDR(call); a != R_NilValue && !heavy; a = CDR(a))
+        heavy = heavy_arg(CAR(a));
+    }
+    if (heavy) {
+      call = PROTECT(Rf_shallow_duplicate(call));
+      for (SEXP a = CDR(call); a != R_NilValue; a = CDR(a))
+        if (heavy_arg(CAR(a))) SETCAR(a, placeholder);
+      SET_VECTOR_ELT(out, i, call);
+      UNPROTECT(1);
+    } else {
+      SET_VECTOR_ELT(out, i, call);
+    }
+  }
+  UNPROTECT(nprot);
+  return out;
+}
+
+static int grow_callbacks(void) {
+  if (G.ncb < G.capcb) return 1;
+  size_t cap = G.capcb ? 2 * G.capcb : 256;
+  int *a = realloc(G.cb_nrec, cap * sizeof *a);
+  if (a == NULL) return 0;
+  G.cb_nrec = a;
+  double *b = realloc(G.cb_mono, cap * sizeof *b);
+  if (b == NULL) return 0;
+  G.cb_mono = b;
+  double *c = realloc(G.cb_gctime, cap * sizeof *c);
+  if (c == NULL) return 0;
+  G.cb_gctime = c;
+  G.capcb = cap;
+  return 1;
+}
+
+static void sentinel_fired(SEXP key) {
+  (void) key;
+  if (!G.armed || G.keep == NULL) return;
+  int nprot = 0;
+  if (G.forked) {
+    /* A forked child inherited gcinfo(TRUE): stop its reports (they would
+     * reach its stderr) and stop listening. */
+    G.armed = 0;
+    SEXP off = PROTECT(Rf_lang2(Rf_install("gcinfo"), Rf_ScalarLogical(FALSE))); nprot++;
+    int err = 0;
+    R_tryEvalSilent(off, R_BaseEnv, &err);
+    UNPROTECT(nprot);
+    return;
+  }
+  /* Re-arm first: if anything below fails (R longjmps out of a finalizer
+   * only to R's own top level), the next collection is still seen. */
+  arm();
+  double now = mk_now();
+  drain();
+  int nrec = G.open ? (int) G.s.nrecs : 0;
+
+  int err = 0;
+  /* The R side's hook puts the message sink back if code in the traced
+   * expression reset it (bench::mark() does, on exit). */
+  SEXP hook = VECTOR_ELT(G.keep, K_HOOK);
+  if (TYPEOF(hook) == CLOSXP) {
+    SEXP hcall = PROTECT(Rf_lang1(hook)); nprot++;
+    R_tryEvalSilent(hcall, R_GlobalEnv, &err);
+  }
+  SEXP call = PROTECT(Rf_lang1(Rf_install("sys.calls"))); nprot++;
+  SEXP calls = PROTECT(R_tryEvalSilent(call, R_BaseEnv, &err)); nprot++;
+  SEXP stack = R_NilValue;
+  if (!err) stack = light_calls(calls);
+  PROTECT(stack); nprot++;
+  SEXP gcall = PROTECT(Rf_lang1(Rf_install("gc.time"))); nprot++;
+  SEXP gct = PROTECT(R_tryEvalSilent(gcall, R_BaseEnv, &err)); nprot++;
+  double gctime = (!err && TYPEOF(gct) == REALSXP && XLENGTH(gct) >= 3) ? REAL(gct)[2] : NA_REAL;
+
+  if (!grow_callbacks()) {
+    G.cb_dropped += 1;
+    UNPROTECT(nprot);
+    return;
+  }
+  SEXP stacks = stacks_slot();
+  if ((size_t) XLENGTH(stacks) <= G.ncb) {
+    R_xlen_t n = XLENGTH(stacks);
+    SEXP bigger = PROTECT(Rf_allocVector(VECSXP, n < 64 ? 256 : 2 * n)); nprot++;
+    for (R_xlen_t i = 0; i < n; i++) SET_VECTOR_ELT(bigger, i, VECTOR_ELT(stacks, i));
+    SET_VECTOR_ELT(G.keep, K_STACKS, bigger);
+    stacks = bigger;
+  }
+  SET_VECTOR_ELT(stacks, (R_xlen_t) G.ncb, stack);
+  G.cb_nrec[G.ncb] = nrec;
+  G.cb_mono[G.ncb] = now;
+  G.cb_gctime[G.ncb] = gctime;
+  G.ncb++;
+  UNPROTECT(nprot);
+}
+
+static void free_callbacks(void) {
+  free(G.cb_nrec);
+  free(G.cb_mono);
+  free(G.cb_gctime);
+  G.cb_nrec = NULL;
+  G.cb_mono = G.cb_gctime = NULL;
+  G.ncb = G.capcb = 0;
+  G.cb_dropped = 0;
+}
+
+/* Start recording callbacks: the first sentinel fires after the next
+ * collection. `hook` (a function of no arguments, or NULL) runs first in
+ * every callback. */
+SEXP ffi_gctrace_arm(SEXP hook) {
+  if (G.armed) mk_error("state", "The GC sentinel is already armed.");
+  int nprot = 0;
+  free_callbacks();
+  SEXP keep = PROTECT(Rf_allocVector(VECSXP, K_LEN)); nprot++;
+  SET_VECTOR_ELT(keep, K_STACKS, Rf_allocVector(VECSXP, 0));
+  SET_VECTOR_ELT(keep, K_HOOK, hook);
+  R_PreserveObject(keep);
+  G.keep = keep;
+  G.generation = 0;
+  G.armed = 1;
+  arm();
+  UNPROTECT(nprot);
+  return R_NilValue;
+}
+
+/* Stop recording; retire every anchor and the pending sentinel now, so
+ * nothing of ours is left in R's list of weak references. Idempotent. */
+SEXP ffi_gctrace_disarm(void) {
+  if (G.keep == NULL) return R_NilValue;
+  G.armed = 0;
+  SEXP keep = G.keep;
+  for (int i = 0; i < 3; i++) {
+    SEXP w = VECTOR_ELT(keep, K_ANCHOR + i);
+    if (w != R_NilValue) R_RunWeakRefFinalizer(w);
+  }
+  SEXP s = VECTOR_ELT(keep, K_SENTINEL);
+  if (s != R_NilValue) R_RunWeakRefFinalizer(s); /* runs sentinel_fired: a no-op now */
+  G.keep = NULL;
+  R_ReleaseObject(keep);
+  free_callbacks();
+  return R_NilValue;
+}
+
+/* ---- reading out -------------------------------------------------------- */
+
+/* Reports from index `from` (0-based) on, as a list of columns. */
+SEXP ffi_gctrace_records(SEXP from_) {
+  int nprot = 0;
+  drain();
+  if (G.open) pthread_mutex_lock(&G.mu);
+  size_t n = G.open ? G.s.nrecs : 0;
+  double fromd = Rf_asReal(from_);
+  size_t from = (ISNAN(fromd) || fromd < 0) ? 0 : (size_t) fromd;
+  if (from > n) from = n;
+  size_t m = n - from;
+  /* Copy out under the lock, allocate R objects after releasing it. */
+  gcrec *copy = m ? malloc(m * sizeof *copy) : NULL;
+  if (m && copy == NULL) {
+    if (G.open) pthread_mutex_unlock(&G.mu);
+    mk_error("memory", "Can't copy %zu GC records.", m);
+  }
+  if (m) memcpy(copy, G.s.recs + from, m * sizeof *copy);
+  double dropped = G.open ? G.s.dropped : 0;
+  if (G.open) pthread_mutex_unlock(&G.mu);
+
+  const char *names[] = {"mono", "gc", "level0", "level1", "level2", "level",
+                         "ncells_mb", "ncells_pct", "vcells_mb", "vcells_pct", ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, names)); nprot++;
+  SEXP mono = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 0, mono);
+  SEXP ints[5];
+  for (int k = 0; k < 5; k++) {
+    ints[k] = Rf_allocVector(INTSXP, (R_xlen_t) m);
+    SET_VECTOR_ELT(out, 1 + k, ints[k]);
+  }
+  SEXP nmb = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 6, nmb);
+  SEXP npc = Rf_allocVector(INTSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 7, npc);
+  SEXP vmb = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 8, vmb);
+  SEXP vpc = Rf_allocVector(INTSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 9, vpc);
+  for (size_t i = 0; i < m; i++) {
+    gcrec *r = &copy[i];
+    REAL(mono)[i] = r->mono;
+    INTEGER(ints[0])[i] = r->n;
+    INTEGER(ints[1])[i] = r->c0;
+    INTEGER(ints[2])[i] = r->c1;
+    INTEGER(ints[3])[i] = r->c2;
+    INTEGER(ints[4])[i] = r->level;
+    REAL(nmb)[i] = r->ncells_mb < 0 ? NA_REAL : r->ncells_mb;
+    INTEGER(npc)[i] = r->ncells_pct < 0 ? NA_INTEGER : r->ncells_pct;
+    REAL(vmb)[i] = r->vcells_mb < 0 ? NA_REAL : r->vcells_mb;
+    INTEGER(vpc)[i] = r->vcells_pct < 0 ? NA_INTEGER : r->vcells_pct;
+  }
+  free(copy);
+  Rf_setAttrib(out, Rf_install("total"), Rf_ScalarReal((double) n));
+  Rf_setAttrib(out, Rf_install("dropped"), Rf_ScalarReal(dropped));
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* The non-report text received so far, removed from the buffer. A trailing
+ * piece without a newline is included unless it may be the start of a
+ * report still being written. */
+SEXP ffi_gctrace_text(void) {
+  int nprot = 0;
+  if (!G.open) return Rf_mkString("");
+  drain();
+  pthread_mutex_lock(&G.mu);
+  stream_t *s = &G.s;
+  if (s->linelen > 0 && s->pending == 0) {
+    size_t k = s->linelen < sizeof GC_PREFIX - 1 ? s->linelen : sizeof GC_PREFIX - 1;
+    if (strncmp(s->line, GC_PREFIX, k) != 0) {
+      text_append(s, s->line, s->linelen);
+      s->linelen = 0;
+    }
+  }
+  size_t n = s->ntext;
+  char *copy = malloc(n + 1);
+  if (copy == NULL) {
+    pthread_mutex_unlock(&G.mu);
+    mk_error("memory", "Can't copy %zu bytes of messages.", n);
+  }
+  if (n) memcpy(copy, s->text, n);
+  copy[n] = '\0';
+  s->ntext = 0;
+  pthread_mutex_unlock(&G.mu);
+  SEXP out = PROTECT(Rf_allocVector(STRSXP, 1)); nprot++;
+  SET_STRING_ELT(out, 0, Rf_mkCharLenCE(copy, (int) n, CE_NATIVE));
+  free(copy);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* Callbacks from index `from` (0-based) on. */
+SEXP ffi_gctrace_callbacks(SEXP from_) {
+  int nprot = 0;
+  size_t n = G.keep == NULL ? 0 : G.ncb;
+  double fromd = Rf_asReal(from_);
+  size_t from = (ISNAN(fromd) || fromd < 0) ? 0 : (size_t) fromd;
+  if (from > n) from = n;
+  size_t m = n - from;
+  const char *names[] = {"nrec", "mono", "gctime", "stack", ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, names)); nprot++;
+  SEXP nrec = Rf_allocVector(INTSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 0, nrec);
+  SEXP mono = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 1, mono);
+  SEXP gct = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 2, gct);
+  SEXP st = Rf_allocVector(VECSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 3, st);
+  SEXP stacks = G.keep == NULL ? R_NilValue : stacks_slot();
+  for (size_t i = 0; i < m; i++) {
+    INTEGER(nrec)[i] = G.cb_nrec[from + i];
+    REAL(mono)[i] = G.cb_mono[from + i];
+    REAL(gct)[i] = G.cb_gctime[from + i];
+    SET_VECTOR_ELT(st, (R_xlen_t) i, VECTOR_ELT(stacks, (R_xlen_t) (from + i)));
+  }
+  Rf_setAttrib(out, Rf_install("total"), Rf_ScalarReal((double) n));
+  Rf_setAttrib(out, Rf_install("dropped"), Rf_ScalarReal(G.cb_dropped));
+  UNPROTECT(nprot);
+  return out;
+}
+
+#endif /* _WIN32 */

@@ -1,0 +1,381 @@
+/*
+ * sampler.c: the memory timeline behind mem_profile() and the kernel's peak
+ * behind mem_peak().
+ *
+ * A background thread reads the process's resident memory every `interval`
+ * seconds (Linux: pread() of an open /proc/self/statm, about a microsecond)
+ * and stamps each reading with mk_now(), the clock of every memkit timestamp.
+ * The thread never touches R: it writes to malloc'd buffers that the main
+ * thread reads only after joining it. All signals are blocked in the thread,
+ * so SIGINT, SIGPROF (Rprof) and SIGCHLD keep going to R's thread.
+ *
+ * The thread, its descriptor and its buffers are owned by an external pointer
+ * whose C finalizer stops, joins and frees everything, so a sampler dropped
+ * after an error or an interrupt still goes away; mem_profile() also stops it
+ * explicitly on exit.
+ *
+ * The exact peak comes from the kernel, not from sampling: VmHWM in
+ * /proc/self/status is the highest resident size since the last reset, and
+ * writing "5" to /proc/self/clear_refs (Linux >= 4.0) resets it to the
+ * current resident size. Elsewhere getrusage()'s ru_maxrss gives the peak
+ * since the process started, which cannot be reset.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#if defined(_WIN32)
+/* Windows has no POSIX signals or /proc; until a sampler built on its thread
+ * and process APIs exists, mem_profile() says so with a classed error and
+ * mem_peak() falls back to nothing (method "none"). */
+#include "memkit.h"
+#include "errors.h"
+
+SEXP ffi_sampler_start(SEXP interval) {
+  (void) interval;
+  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
+}
+SEXP ffi_sampler_stop(SEXP sampler) {
+  (void) sampler;
+  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
+}
+SEXP ffi_sampler_peak(void) {
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 2));
+  SET_VECTOR_ELT(out, 0, Rf_ScalarReal(NA_REAL));
+  SET_VECTOR_ELT(out, 1, Rf_ScalarString(NA_STRING));
+  SET_STRING_ELT(names, 0, Rf_mkChar("bytes"));
+  SET_STRING_ELT(names, 1, Rf_mkChar("source"));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(2);
+  return out;
+}
+SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
+SEXP ffi_profile_trim(void) { return Rf_ScalarLogical(FALSE); }
+
+#else /* POSIX */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__GLIBC__)
+# include <malloc.h>
+#endif
+
+#include "memkit.h"
+#include "errors.h"
+#include "utils.h"
+
+/* pthread_condattr_setclock() is POSIX but missing on macOS; there the
+ * waits use the real-time clock (the timestamps still use mk_now()). */
+#if defined(__APPLE__)
+# define WAIT_CLOCK CLOCK_REALTIME
+#else
+# define WAIT_CLOCK CLOCK_MONOTONIC
+# define HAVE_CONDATTR_SETCLOCK 1
+#endif
+
+#define INITIAL_CAPACITY 4096
+
+typedef struct {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  int have_sync;   /* lock and wake initialised */
+  int have_thread; /* started and not yet joined */
+  int stop;        /* guarded by lock */
+  int fd;          /* /proc/self/statm, or -1 */
+  pid_t pid;       /* the process that started the thread */
+  double interval;
+  /* Written by the thread only; read by R's thread only after the join. */
+  double *time;
+  double *rss;
+  size_t n;
+  size_t cap;
+  int truncated;   /* a buffer could not grow: later samples dropped */
+} sampler;
+
+static void record(sampler *s) {
+  double rss = mk_rss_read(s->fd);
+  double now = mk_now();
+  if (s->n == s->cap) {
+    if (s->truncated) return;
+    size_t cap = s->cap * 2;
+    double *t = realloc(s->time, cap * sizeof *t);
+    if (t == NULL) { s->truncated = 1; return; }
+    s->time = t;
+    double *r = realloc(s->rss, cap * sizeof *r);
+    if (r == NULL) { s->truncated = 1; return; }
+    s->rss = r;
+    s->cap = cap;
+  }
+  s->time[s->n] = now;
+  s->rss[s->n] = rss;
+  s->n++;
+}
+
+static void add_seconds(struct timespec *ts, double secs) {
+  long long ns = (long long) ts->tv_nsec + (long long) (secs * 1e9);
+  ts->tv_sec += (time_t) (ns / 1000000000LL);
+  ts->tv_nsec = (long) (ns % 1000000000LL);
+}
+
+static int before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void *sampler_main(void *arg) {
+  sampler *s = arg;
+  struct timespec next, now;
+  clock_gettime(WAIT_CLOCK, &next);
+  for (;;) {
+    record(s);
+    add_seconds(&next, s->interval);
+    /* After a stall (the machine was busy) start afresh rather than catch
+     * up with a burst of back-to-back readings. */
+    clock_gettime(WAIT_CLOCK, &now);
+    if (before(&next, &now)) {
+      next = now;
+      add_seconds(&next, s->interval);
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+      /* Anything but a wake-up (the deadline passed, or an error) means
+       * it is time for the next reading. */
+      if (pthread_cond_timedwait(&s->wake, &s->lock, &next) != 0) break;
+    }
+    int stop = s->stop;
+    pthread_mutex_unlock(&s->lock);
+    if (stop) break;
+  }
+  record(s); /* the last reading, at the moment of the stop */
+  return NULL;
+}
+
+/* Stop and join the thread and close the descriptor. Never calls R, never
+ * fails; safe to call twice. */
+static void sampler_halt(sampler *s) {
+  /* A child forked while the sampler ran (parallel::mcparallel()) has a copy
+   * of this struct but not the thread: there is nothing to stop or join. */
+  if (s->have_thread && s->pid != getpid()) s->have_thread = 0;
+  if (s->have_thread) {
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    s->have_thread = 0;
+  }
+  if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+  }
+}
+
+static void sampler_free(sampler *s) {
+  sampler_halt(s);
+  if (s->have_sync) {
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+  }
+  free(s->time);
+  free(s->rss);
+  free(s);
+}
+
+static void sampler_finalize(SEXP ptr) {
+  sampler *s = R_ExternalPtrAddr(ptr);
+  if (s == NULL) return;
+  R_ClearExternalPtr(ptr);
+  sampler_free(s);
+}
+
+static sampler *sampler_get(SEXP ptr) {
+  if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != Rf_install("memkit_sampler")) {
+    mk_error("type", "`sampler` must be a memkit sampler");
+  }
+  sampler *s = R_ExternalPtrAddr(ptr);
+  if (s == NULL) mk_error("state", "The sampler has already been stopped.");
+  return s;
+}
+
+/* Start a sampler thread reading resident memory every `interval` seconds. */
+SEXP ffi_sampler_start(SEXP interval) {
+  int nprot = 0;
+  double secs = Rf_asReal(interval);
+  if (!R_FINITE(secs) || secs <= 0) {
+    mk_error("argument", "`interval` must be a positive number of seconds.");
+  }
+
+  /* The pointer exists, with its finalizer, before anything it will own. */
+  SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, Rf_install("memkit_sampler"), R_NilValue)); nprot++;
+  R_RegisterCFinalizerEx(ptr, sampler_finalize, TRUE);
+
+  sampler *s = calloc(1, sizeof *s);
+  if (s == NULL) mk_error("memory", "Cannot allocate the sampler.");
+  s->fd = -1;
+  R_SetExternalPtrAddr(ptr, s);
+  s->interval = secs;
+
+  s->time = malloc(INITIAL_CAPACITY * sizeof *s->time);
+  s->rss = malloc(INITIAL_CAPACITY * sizeof *s->rss);
+  if (s->time == NULL || s->rss == NULL) {
+    mk_error("memory", "Cannot allocate the sampler's buffers.");
+  }
+  s->cap = INITIAL_CAPACITY;
+
+#if defined(__linux__)
+  s->fd = mk_rss_open();
+  if (s->fd < 0) {
+    mk_error_sys("file", errno, "/proc/self/statm", "Cannot open '/proc/self/statm'");
+  }
+#endif
+
+  pthread_condattr_t cattr;
+  if (pthread_condattr_init(&cattr) != 0) mk_error("thread", "Cannot set up the sampler.");
+#ifdef HAVE_CONDATTR_SETCLOCK
+  pthread_condattr_setclock(&cattr, WAIT_CLOCK);
+#endif
+  int rc = pthread_cond_init(&s->wake, &cattr);
+  pthread_condattr_destroy(&cattr);
+  if (rc != 0) mk_error_sys("thread", rc, NULL, "Cannot set up the sampler");
+  rc = pthread_mutex_init(&s->lock, NULL);
+  if (rc != 0) {
+    pthread_cond_destroy(&s->wake);
+    mk_error_sys("thread", rc, NULL, "Cannot set up the sampler");
+  }
+  s->have_sync = 1;
+
+  /* The thread inherits the signal mask: block everything while creating it
+   * so that signals meant for R are never delivered to the sampler. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  s->pid = getpid();
+  rc = pthread_create(&s->thread, NULL, sampler_main, s);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) mk_error_sys("thread", rc, NULL, "Cannot start the sampler thread");
+  s->have_thread = 1;
+
+  UNPROTECT(nprot);
+  return ptr;
+}
+
+/* Stop the thread and return its readings: list(time, rss, truncated). */
+SEXP ffi_sampler_stop(SEXP ptr) {
+  int nprot = 0;
+  sampler *s = sampler_get(ptr);
+  sampler_halt(s);
+
+  R_xlen_t n = (R_xlen_t) s->n;
+  SEXP time = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
+  SEXP rss = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
+  if (n > 0) {
+    memcpy(REAL(time), s->time, (size_t) n * sizeof(double));
+    memcpy(REAL(rss), s->rss, (size_t) n * sizeof(double));
+  }
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3)); nprot++;
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 3)); nprot++;
+  SET_VECTOR_ELT(out, 0, time);
+  SET_VECTOR_ELT(out, 1, rss);
+  SET_VECTOR_ELT(out, 2, Rf_ScalarLogical(s->truncated));
+  SET_STRING_ELT(names, 0, Rf_mkChar("time"));
+  SET_STRING_ELT(names, 1, Rf_mkChar("rss"));
+  SET_STRING_ELT(names, 2, Rf_mkChar("truncated"));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+
+  /* Only now, with nothing left that can fail, give up ownership. */
+  R_ClearExternalPtr(ptr);
+  sampler_free(s);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* VmHWM from /proc/self/status in bytes, or -1. */
+static double read_hwm(void) {
+#if defined(__linux__)
+  FILE *f = fopen("/proc/self/status", "re");
+  if (f == NULL) return -1;
+  char line[256];
+  double out = -1;
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long kb;
+    if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) {
+      out = (double) kb * 1024.0;
+      break;
+    }
+  }
+  fclose(f);
+  return out;
+#else
+  return -1;
+#endif
+}
+
+/* The process's peak resident memory as list(bytes, source): source is
+ * "VmHWM" (resettable) or "ru_maxrss" (since the process started). */
+SEXP ffi_sampler_peak(void) {
+  int nprot = 0;
+  double bytes = read_hwm();
+  const char *source = "VmHWM";
+  if (bytes < 0) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+#if defined(__APPLE__)
+      bytes = (double) ru.ru_maxrss;          /* bytes on macOS */
+#else
+      bytes = (double) ru.ru_maxrss * 1024.0; /* kilobytes elsewhere */
+#endif
+      source = "ru_maxrss";
+    } else {
+      bytes = NA_REAL;
+      source = NULL;
+    }
+  }
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 2)); nprot++;
+  SET_VECTOR_ELT(out, 0, Rf_ScalarReal(bytes));
+  SET_VECTOR_ELT(out, 1, source ? Rf_mkString(source) : Rf_ScalarString(NA_STRING));
+  SET_STRING_ELT(names, 0, Rf_mkChar("bytes"));
+  SET_STRING_ELT(names, 1, Rf_mkChar("source"));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* Reset the kernel's high-water mark to the current resident size. TRUE if
+ * the system allowed it. */
+SEXP ffi_sampler_reset(void) {
+#if defined(__linux__)
+  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Rf_ScalarLogical(FALSE);
+  ssize_t n = write(fd, "5", 1);
+  close(fd);
+  return Rf_ScalarLogical(n == 1);
+#else
+  return Rf_ScalarLogical(FALSE);
+#endif
+}
+
+/* Give the C allocator's free memory back to the system (glibc's
+ * malloc_trim(): the top of each arena and whole free pages inside them), so
+ * that resident memory measures what is in use rather than what the allocator
+ * keeps cached. Used by mem_leaks() before each reading: without it, a native
+ * leak is served from freed memory that is already resident and does not
+ * show. TRUE where the C library has it. */
+SEXP ffi_profile_trim(void) {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+  return Rf_ScalarLogical(TRUE);
+#else
+  return Rf_ScalarLogical(FALSE);
+#endif
+}
+
+#endif /* POSIX */

@@ -1,0 +1,433 @@
+# Ground truth is R's own collection counter: a gcinfo report captured from
+# gc(verbose = TRUE) gives R's collection number and per-level totals.
+gc_report <- function() {
+  f <- tempfile()
+  con <- file(f, "w")
+  prev <- sink.number(type = "message")
+  sink(con, type = "message")
+  gc(verbose = TRUE, full = FALSE)
+  if (prev == 2L) sink(type = "message") else sink(getConnection(prev), type = "message")
+  close(con)
+  line <- grep("^Garbage collection", readLines(f), value = TRUE)
+  unlink(f)
+  m <- regmatches(line, regexec("Garbage collection ([0-9]+) = ([0-9]+)\\+([0-9]+)\\+([0-9]+) \\(level ([0-9])\\)", line))[[1L]]
+  v <- as.integer(m[-1L])
+  list(gc = v[[1L]], levels = v[2:4], level = v[[5L]])
+}
+
+# Every collection between the trace's two ends is one row, in order, and
+# the rows per level equal R's own per-level totals.
+expect_complete <- function(tr, before, after) {
+  ev <- as.data.frame(tr)
+  expect_gt(tr$gc_start, before$gc)
+  expect_lt(tr$gc_end, after$gc)
+  expect_identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = tr$gc_end - tr$gc_start - 1L))
+  end_level <- which(tr$levels_end - tr$levels_start - tabulate(ev$level + 1L, 3L) == 1L)
+  expect_length(end_level, 1L)
+  expected <- tr$levels_end - tr$levels_start
+  expected[end_level] <- expected[end_level] - 1L
+  expect_identical(tabulate(ev$level + 1L, 3L), expected)
+  # The bracket saw at least as many collections as the trace holds.
+  expect_gte(after$gc - before$gc - 1L, nrow(ev) + 2L)
+  invisible(ev)
+}
+
+session_state <- function() {
+  list(
+    sink = sink.number(type = "message"),
+    gcinfo = { g <- gcinfo(FALSE); gcinfo(g); g },
+    connections = rownames(showConnections(all = TRUE)),
+    fds = if (dir.exists("/proc/self/fd")) length(list.files("/proc/self/fd")) else NA,
+    threads = if (requireNamespace("ps", quietly = TRUE)) ps::ps_num_threads() else NA
+  )
+}
+
+test_that("a pure-R allocation loop: every collection, per-level counts equal", {
+  # 20000 vectors of 80 KB: over 1.5 GB allocated, more than any trigger.
+  f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
+  before <- gc_report()
+  tr <- gc_trace(f(20000))
+  after <- gc_report()
+  ev <- expect_complete(tr, before, after)
+  expect_gt(nrow(ev), 0L)
+  expect_identical(tr$value, 2e8)
+  expect_true(all(ev$seen))
+  expect_false(any(ev$explicit))
+})
+
+test_that("C-heavy allocation: collections inside C code arrive together", {
+  before <- gc_report()
+  tr <- gc_trace({
+    s <- paste0("a", 1:2e6)
+    for (k in 1:6) z <- numeric(5e7)
+    length(s)
+  })
+  after <- gc_report()
+  ev <- expect_complete(tr, before, after)
+  expect_gt(nrow(ev), 1L)
+  expect_true(any(ev$collapsed > 1L))
+  rm(z)
+})
+
+test_that("explicit gc() calls are rows with explicit = TRUE, known from the gaps", {
+  before <- gc_report()
+  tr <- gc_trace({ x <- lapply(1:2e4, function(i) numeric(20)); gc(); gc(); gc(); length(x) })
+  after <- gc_report()
+  ev <- expect_complete(tr, before, after)
+  expect_identical(sum(ev$explicit), 3L)
+  expect_true(all(!ev$seen[ev$explicit]))
+  expect_identical(ev$call[ev$explicit], rep("gc()", 3L))
+})
+
+test_that("an error halfway reaches the user with the events so far", {
+  before <- gc_report()
+  state <- session_state()
+  err <- tryCatch(
+    gc_trace({ x <- lapply(1:3e4, function(i) numeric(20)); gc(); stop("halfway") }),
+    error = function(e) e
+  )
+  after <- gc_report()
+  expect_identical(conditionMessage(err), "halfway")
+  expect_s3_class(err$gc_trace, "gc_trace")
+  ev <- expect_complete(err$gc_trace, before, after)
+  expect_identical(sum(ev$explicit), 1L)
+  expect_identical(session_state(), state)
+})
+
+test_that("the session is left as found", {
+  state <- session_state()
+  tr <- gc_trace(for (i in 1:5) x <- numeric(1e6))
+  expect_identical(session_state(), state)
+})
+
+test_that("columns follow the events contract", {
+  tr <- gc_trace(for (i in 1:20) x <- numeric(5e5))
+  ev <- as.data.frame(tr)
+  expect_named(ev, c("gc", "time", "mono", "level", "ncells_used", "vcells_used",
+                     "ncells_trigger", "vcells_trigger", "trigger_estimated",
+                     "duration", "collapsed", "explicit", "seen", "call", "stack"))
+  expect_s3_class(ev$vcells_used, "mem_bytes")
+  expect_s3_class(ev$ncells_trigger, "mem_bytes")
+  expect_type(ev$stack, "list")
+  expect_true(all(ev$mono >= tr$mono_start))
+  expect_true(all(ev$level %in% 0:2))
+})
+
+test_that("gc_trace_stop() with no trace running is a state error", {
+  expect_snapshot(gc_trace_stop(), error = TRUE)
+  expect_error(gc_trace_stop(), class = "memkit_error_state")
+})
+
+test_that("gc_trace_start() and gc_trace_stop() trace a stretch of a session", {
+  state <- session_state()
+  before <- gc_report()
+  gc_trace_start()
+  x <- lapply(1:2e4, function(i) numeric(30))
+  tr <- gc_trace_stop()
+  after <- gc_report()
+  expect_s3_class(tr, "gc_trace")
+  expect_null(tr$value)
+  expect_complete(tr, before, after)
+  expect_identical(session_state(), state)
+})
+
+test_that("five gc() calls in a row give five callbacks (sentinel re-arming)", {
+  # Objects with R finalizers dying in the same collections exercise the
+  # weak-reference list around the sentinel.
+  tr <- gc_trace({
+    for (i in 1:5) {
+      e <- new.env()
+      reg.finalizer(e, function(e) NULL)
+      rm(e)
+      gc()
+    }
+  })
+  ev <- as.data.frame(tr)
+  expect_identical(sum(ev$explicit), 5L)
+  expect_identical(ev$call[ev$explicit], rep("gc()", 5L))
+})
+
+test_that("the stack starts inside the traced expression", {
+  # Many evaluations per collection, so that R reaches safe points (where
+  # the stack is sampled) while inner() is still running.
+  inner <- function() for (i in 1:20000) x <- numeric(1e4)
+  outer <- function() inner()
+  tr <- gc_trace(outer())
+  ev <- as.data.frame(tr)
+  stacks <- Filter(function(s) length(s) >= 2L, ev$stack)
+  expect_gt(length(stacks), 0L)
+  firsts <- vapply(stacks, function(s) paste(deparse(s[[1L]]), deparse(s[[2L]])), "")
+  expect_true(all(firsts == "outer() inner()"))
+  expect_true(all(ev$call[lengths(ev$stack) >= 2L] %in% c("inner()", "numeric(10000)")))
+})
+
+test_that("nested traces: the inner one holds its stretch, the outer one everything", {
+  before <- gc_report()
+  tr <- gc_trace({
+    a <- lapply(1:3e4, function(i) numeric(20))
+    inner <- gc_trace(lapply(1:3e4, function(i) numeric(20)))
+    inner
+  })
+  after <- gc_report()
+  outer_ev <- expect_complete(tr, before, after)
+  inner_ev <- as.data.frame(tr$value)
+  expect_true(all(inner_ev$gc %in% outer_ev$gc))
+  # The inner trace's two ends are explicit collections in the outer one.
+  expect_true(all(c(tr$value$gc_start, tr$value$gc_end) %in% outer_ev$gc[outer_ev$explicit]))
+})
+
+test_that("gc_trace_stop() inside a gc_trace() expression is a state error", {
+  state <- session_state()
+  expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE)
+  expect_identical(session_state(), state)
+})
+
+test_that("bench::mark() inside gc_trace() works and leaves the session as found", {
+  skip_if_not_installed("bench")
+  state <- session_state()
+  before <- gc_report()
+  tr <- gc_trace(bench::mark(numeric(1e6), iterations = 30, check = FALSE))
+  after <- gc_report()
+  ev <- expect_complete(tr, before, after)
+  # bench::mark() captured the reports of its own collections: the trace
+  # knows them from the gaps in R's numbering.
+  expect_gte(sum(!ev$seen), sum(tr$value$n_gc))
+  expect_identical(session_state(), state)
+})
+
+test_that("messages and warnings reach outer handlers once, in order", {
+  options(warn = 0)
+  expect_snapshot({
+    tr <- gc_trace({
+      cat("one\n")
+      message("two")
+      cat("three\n")
+      warning("four")
+      message("five")
+      6
+    })
+    tr$value
+  })
+  expect_message(expect_message(gc_trace({ message("a"); message("b") }), "a"), "b")
+  expect_silent(suppressMessages(gc_trace(message("hidden"))))
+})
+
+test_that("text written straight to the message stream is kept in order (Rscript)", {
+  skip_if_not_installed("processx")
+  script <- withr::local_tempfile(fileext = ".R")
+  writeLines(c(
+    "library(memkit)",
+    "tr <- gc_trace({",
+    "  cat('1\\n'); message('2'); cat('3\\n', file = stderr()); message('4')",
+    "  x <- lapply(1:2e5, function(i) numeric(10)); cat('5\\n', file = stderr())",
+    "  length(x)",
+    "})",
+    "cat('6\\n')",
+    "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start - 1L)",
+    "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
+  ), script)
+  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
+                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
+                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  expect_identical(res$status, 0L)
+  lines <- strsplit(res$stdout, "\n")[[1L]]
+  expect_identical(lines, c(as.character(1:6), "ok 2 FALSE "))
+})
+
+test_that("works in a callr::r() child", {
+  res <- in_child(function() {
+    tr <- memkit::gc_trace(lapply(1:1e5, function(i) numeric(10)))
+    ev <- as.data.frame(tr)
+    list(n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+         sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value$n, res$value$span)
+  expect_identical(res$value$sink, 2L)
+  expect_false(res$value$gcinfo)
+})
+
+test_that("an interrupt leaves the session as found", {
+  res <- in_child(function() {
+    st <- function() list(sink.number(type = "message"), gcinfo(FALSE),
+                          rownames(showConnections(all = TRUE)),
+                          length(dir("/proc/self/fd")), ps::ps_num_threads())
+    # Loading memkit loads cli, whose timer thread is not the tracer's.
+    loadNamespace("memkit")
+    gcinfo(FALSE)
+    before <- st()
+    r <- tryCatch(
+      memkit::gc_trace({
+        x <- lapply(1:5e4, function(i) numeric(10))
+        tools::pskill(Sys.getpid(), tools::SIGINT)
+        Sys.sleep(5)
+        "not interrupted"
+      }),
+      interrupt = function(i) "interrupted"
+    )
+    list(r = r, same = identical(st(), before))
+  })
+  skip_if_not_installed("ps")
+  skip_if_not_linux()
+  expect_true(res$ok)
+  expect_identical(res$value$r, "interrupted")
+  expect_true(res$value$same)
+})
+
+test_that("works in an interactive session (driven through tmux)", {
+  skip_on_cran()
+  skip_if(Sys.which("tmux") == "", "tmux is missing")
+  out <- withr::local_tempfile(fileext = ".rds")
+  session <- paste0("memkit-gctrace-", Sys.getpid())
+  lib <- paste(.libPaths(), collapse = ":")
+  system2("tmux", c("new-session", "-d", "-s", session, "-x", "200", "-y", "50",
+                    shQuote(paste0("env R_LIBS=", lib, " ", file.path(R.home("bin"), "R"),
+                                   " --vanilla --quiet"))))
+  on.exit(system2("tmux", c("kill-session", "-t", session), stderr = FALSE), add = TRUE)
+  code <- sprintf(paste0(
+    "library(memkit); tr <- gc_trace({message('hello'); x <- lapply(1:1e5, function(i) numeric(10)); 1}); ",
+    "saveRDS(list(interactive = interactive(), n = nrow(as.data.frame(tr)), ",
+    "span = tr$gc_end - tr$gc_start - 1L, sink = sink.number(type = 'message'), ",
+    "gcinfo = gcinfo(FALSE)), '%s')"), out)
+  Sys.sleep(1)
+  system2("tmux", c("send-keys", "-t", session, shQuote(code), "Enter"))
+  for (i in 1:120) {
+    if (file.exists(out) && file.size(out) > 0) break
+    Sys.sleep(0.25)
+  }
+  Sys.sleep(0.5)
+  screen <- system2("tmux", c("capture-pane", "-p", "-t", session), stdout = TRUE)
+  res <- readRDS(out)
+  expect_true(res$interactive)
+  expect_identical(res$n, res$span)
+  expect_identical(res$sink, 2L)
+  expect_false(res$gcinfo)
+  expect_true(any(screen == "hello"))
+  expect_false(any(grepl("Garbage collection", screen)))
+})
+
+test_that("print() and summary() are short", {
+  tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
+  scrub <- function(x) {
+    x <- gsub("[0-9]+(\\.[0-9]+)? m?s\\b", "<time>", x)
+    gsub("[0-9]+(\\.[0-9]+)?", "#", x)
+  }
+  expect_snapshot(print(tr), transform = scrub)
+  # The calls listed after the first four lines depend on where R's safe
+  # points fall; they are checked below, not snapshotted.
+  expect_snapshot(writeLines(utils::head(capture.output(summary(tr)), 5L)), transform = scrub)
+  s <- summary(tr)
+  expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
+  expect_identical(s$explicit, 1L)
+  expect_identical(sum(s$top_calls$collections), nrow(as.data.frame(tr)))
+  expect_true("gc()" %in% s$top_calls$call)
+})
+
+test_that("plot() draws in base graphics", {
+  tr <- gc_trace(for (i in 1:30) x <- numeric(5e5))
+  f <- withr::local_tempfile(fileext = ".pdf")
+  grDevices::pdf(f)
+  on.exit(grDevices::dev.off(), add = TRUE)
+  expect_identical(plot(tr), tr)
+})
+
+test_that("gc_triggers() gives gc()'s triggers and the growth settings", {
+  tg <- gc_triggers()
+  g <- gc(full = FALSE)
+  expect_s3_class(tg$heap$trigger, "mem_bytes")
+  expect_identical(tg$heap$trigger_cells, unname(g[, 3L]))
+  expect_identical(tg$settings$grow_frac, c(0.7, 0.7))
+  scrub <- function(x) gsub("[0-9]+(\\.[0-9]+)? [KMG]?i?B", "# B", x)
+  withr::local_envvar(R_GC_MEM_GROW = "3")
+  expect_snapshot(print(gc_triggers()), transform = scrub)
+})
+
+test_that("the report parser separates R's reports from other text", {
+  skip_if_not_linux()
+  h <- .Call(memkit:::ffi_gctrace_open)
+  on.exit(.Call(memkit:::ffi_gctrace_close, h))
+  con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
+  # Text without a newline, then a report on the same line, as happens when
+  # code writes a partial line to stderr just before a collection.
+  cat("partial", "Garbage collection 7 = 5+1+1 (level 2) ... ",
+      "\n3.2 Mbytes of cons cells used (41%)\n",
+      "9.0 Mbytes of vectors used (14%)\n", "tail", sep = "", file = con)
+  flush(con)
+  close(con)
+  r <- .Call(memkit:::ffi_gctrace_records, 0)
+  expect_identical(r$gc, 7L)
+  expect_identical(c(r$level0, r$level1, r$level2, r$level), c(5L, 1L, 1L, 2L))
+  expect_identical(c(r$ncells_mb, r$vcells_mb), c(3.2, 9))
+  expect_identical(c(r$ncells_pct, r$vcells_pct), c(41L, 14L))
+  expect_identical(.Call(memkit:::ffi_gctrace_text), "partialtail")
+})
+
+test_that("forked children (parallel::mclapply) do not disturb the trace", {
+  skip_if_not_linux()
+  skip_on_cran()
+  state <- session_state()
+  before <- gc_report()
+  tr <- gc_trace({
+    r <- parallel::mclapply(1:2, function(i) length(lapply(1:5e4, function(j) numeric(10))),
+                            mc.cores = 2)
+    x <- lapply(1:5e4, function(j) numeric(10))
+    unlist(r)
+  })
+  after <- gc_report()
+  expect_identical(tr$value, c(5e4L, 5e4L))
+  expect_complete(tr, before, after)
+  expect_identical(session_state(), state)
+})
+
+test_that("gc_trace_stop(id) stops that trace and the ones started after it", {
+  state <- session_state()
+  outer <- gc_trace_start()
+  inner <- gc_trace_start()
+  x <- lapply(1:2e4, function(i) numeric(20))
+  tr <- gc_trace_stop(outer)
+  expect_s3_class(tr, "gc_trace")
+  expect_error(gc_trace_stop(inner), class = "memkit_error_state")
+  expect_snapshot(gc_trace_stop("a"), error = TRUE)
+  expect_identical(session_state(), state)
+})
+
+test_that("the tracer survives gctorture() (heavy)", {
+  skip_on_cran()
+  skip_if_not(Sys.getenv("MEMKIT_HEAVY_TESTS") == "true")
+  res <- in_child(function() {
+    gctorture(TRUE)
+    tr <- memkit::gc_trace({ x <- lapply(1:5, function(i) numeric(10)); gc(); length(x) })
+    gctorture(FALSE)
+    ev <- as.data.frame(tr)
+    list(value = tr$value, n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+         consecutive = identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = nrow(ev))),
+         explicit = sum(ev$explicit), sink = sink.number(type = "message"))
+  }, timeout = 900)
+  expect_true(res$ok)
+  expect_identical(res$value$value, 5L)
+  expect_gt(res$value$n, 100L)
+  expect_identical(res$value$n, res$value$span)
+  expect_true(res$value$consecutive)
+  expect_gte(res$value$explicit, 1L)
+  expect_identical(res$value$sink, 2L)
+})
+
+test_that("unloading memkit after (or during) a trace leaves nothing pointing into it", {
+  skip_on_cran()
+  res <- in_child(function() {
+    library(memkit)
+    tr <- gc_trace(lapply(1:1e4, function(i) numeric(10)))
+    gc_trace_start()
+    dll <- getLoadedDLLs()[["memkit"]][["path"]]
+    unloadNamespace("memkit")
+    dyn.unload(dll)
+    invisible(gc())
+    x <- lapply(1:2e5, function(i) numeric(10))
+    r <- if (.Platform$OS.type == "unix") unlist(parallel::mclapply(1:2, function(i) i, mc.cores = 2)) else 1:2
+    list(r = r, sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value$r, 1:2)
+  expect_identical(res$value$sink, 2L)
+  expect_false(res$value$gcinfo)
+})

@@ -1,0 +1,75 @@
+# Cases for src/gctrace.c. The pipe is fed by hand with text in the format
+# R's gcinfo() reports use, so the parser is checked without a real trace.
+gct_report <- c(
+  "Garbage collection 12 = 8+3+1 (level 1) ... ",
+  "18.3 Mbytes of cons cells used (52%)",
+  "40.1 Mbytes of vectors used (61%)"
+)
+gct_feed <- function(h, lines) {
+  con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
+  on.exit(close(con))
+  writeLines(lines, con)
+}
+cases$ffi_gctrace_open <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  stopifnot(is.integer(attr(h, "fd")), attr(h, "fd") > 2L)
+  expect_mk_error(.Call(ns$ffi_gctrace_open), "state")
+}
+cases$ffi_gctrace_close <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))
+  stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))   # idempotent
+  expect_mk_error(.Call(ns$ffi_gctrace_close, 1L), "type")
+}
+cases$ffi_gctrace_records <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  gct_feed(h, c("before", gct_report, "after"))
+  r <- .Call(ns$ffi_gctrace_records, 0)
+  stopifnot(identical(r$gc, 12L), identical(r$level, 1L), identical(r$level0, 8L),
+            identical(r$ncells_mb, 18.3), identical(r$vcells_pct, 61L),
+            attr(r, "total") == 1)
+  stopifnot(length(.Call(ns$ffi_gctrace_records, 1)$gc) == 0L)
+}
+cases$ffi_gctrace_text <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  gct_feed(h, c("before", gct_report, "after"))
+  stopifnot(identical(.Call(ns$ffi_gctrace_text), "before\nafter\n"))
+  stopifnot(identical(.Call(ns$ffi_gctrace_text), ""))
+}
+cases$ffi_gctrace_arm <- function() {
+  .Call(ns$ffi_gctrace_arm, NULL)
+  on.exit(.Call(ns$ffi_gctrace_disarm))
+  expect_mk_error(.Call(ns$ffi_gctrace_arm, NULL), "state")
+  f <- function() gc(full = FALSE)
+  f()
+  cb <- .Call(ns$ffi_gctrace_callbacks, 0)
+  stopifnot(attr(cb, "total") >= 1)
+}
+cases$ffi_gctrace_callbacks <- function() {
+  .Call(ns$ffi_gctrace_arm, NULL)
+  on.exit(.Call(ns$ffi_gctrace_disarm))
+  f <- function() gc(full = FALSE)
+  f()
+  cb <- .Call(ns$ffi_gctrace_callbacks, 0)
+  n <- length(cb$stack)
+  stopifnot(n >= 1L, is.list(cb$stack), is.double(cb$mono),
+            identical(cb$stack[[1L]][[length(cb$stack[[1L]])]], quote(gc(full = FALSE))))
+}
+cases$ffi_gctrace_disarm <- function() {
+  .Call(ns$ffi_gctrace_arm, NULL)
+  stopifnot(is.null(.Call(ns$ffi_gctrace_disarm)))
+  stopifnot(is.null(.Call(ns$ffi_gctrace_disarm)))   # idempotent
+  gc(full = FALSE)
+  stopifnot(length(.Call(ns$ffi_gctrace_callbacks, 0)$stack) == 0L)
+}
+cases$ffi_gctrace_adopt <- function() {
+  h <- .Call(ns$ffi_gctrace_open)
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
+  on.exit(close(con), add = TRUE, after = FALSE)
+  stopifnot(identical(.Call(ns$ffi_gctrace_adopt, h), 1L))
+  expect_mk_error(.Call(ns$ffi_gctrace_adopt, 1L), "type")
+}
