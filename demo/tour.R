@@ -10,17 +10,6 @@ sum(sizes)
 format(sizes, standard = "SI")
 sizes > "1 MB"
 
-# ---- File-backed matrices ---------------------------------------------------
-# An ordinary matrix whose data is a file: base R uses it without copying.
-if (.Platform$OS.type != "windows") {
-  path <- tempfile(fileext = ".fm")
-  X <- fm_create(path, nrow = 10000, ncol = 5)
-  for (j in 1:5) fm_write(X, rnorm(10000, mean = j), j = j)
-  print(round(colMeans(X), 2))
-  print(fm_info(X))
-  length(serialize(X, NULL))   # what a worker receives: a reference, not data
-  unlink(path)
-}
 # ---- Object sizes ------------------------------------------------------------
 # Shared memory counted once, compact vectors left compact, environments
 # followed: mem_size() says what an object really holds.
@@ -47,6 +36,19 @@ mem_retained(c("x", "y"), session)  # together they hold the vector
 mem_rm(z, envir = session)          # removes z: predicted and freed
 mem_dupes(list(a = session$x, b = session$x + 0))
 mem_gc(trim = TRUE)
+
+# ---- File-backed matrices ---------------------------------------------------
+# An ordinary matrix whose data is a file: base R uses it without copying.
+if (.Platform$OS.type != "windows") {
+  path <- tempfile(fileext = ".fm")
+  X <- fm_create(path, nrow = 10000, ncol = 5)
+  for (j in 1:5) fm_write(X, rnorm(10000, mean = j), j = j)
+  print(round(colMeans(X), 2))
+  print(fm_info(X))
+  length(serialize(X, NULL))   # what a worker receives: a reference, not data
+  unlink(path)
+}
+
 # ---- Garbage collections ---------------------------------------------------
 # Every collection R makes while an expression runs, as data: its level, the
 # heap after it, and the R call that was running.
