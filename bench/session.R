@@ -29,6 +29,7 @@ copy <- m + 0                               # a copy of m, not shared
 rm(i, n)
 invisible(gc())
 user_bytes <- mem_size(df, df2, m, small, env, fit, f, copy)
+nms <- ls(globalenv()) # before the script adds its own bindings
 
 # ---- measurements -----------------------------------------------------------
 # Median elapsed and CPU (user + system) seconds. The machine is shared:
@@ -47,7 +48,6 @@ res <- mem_ls(globalenv())
 t_ls <- time_of(mem_ls(globalenv()))
 walk <- attr(res, "walk")
 t_ret <- time_of(mem_retained("df"))
-nms <- ls(globalenv())
 t_objsize <- time_of(vapply(nms, function(nm) as.numeric(object.size(get(nm))), double(1)))
 has_lobstr <- requireNamespace("lobstr", quietly = TRUE)
 t_lobstr <- if (has_lobstr) {
