@@ -113,6 +113,7 @@ static struct {
   double *cb_mono, *cb_gctime;
   size_t ncb, capcb;
   double cb_dropped;
+  int hook_nrec;        /* reports seen by the previous callback */
   SEXP keep;            /* preserved list: anchors, keys, sentinel, stacks */
 } G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -541,9 +542,15 @@ static void sentinel_fired(SEXP key) {
 
   int err = 0;
   /* The R side's hook puts the message sink back if code in the traced
-   * expression reset it (bench::mark() does, on exit). */
+   * expression reset it (bench::mark() does, on exit). A report that
+   * arrived since the last callback shows the sink still points at the
+   * pipe: the hook (an R closure, the costliest part of a callback) runs
+   * only when none did, i.e. after an explicit gc() or when the reports
+   * went elsewhere. */
   SEXP hook = VECTOR_ELT(G.keep, K_HOOK);
-  if (TYPEOF(hook) == CLOSXP) {
+  int reported = G.ncb > 0 && nrec > G.hook_nrec;
+  G.hook_nrec = nrec;
+  if (TYPEOF(hook) == CLOSXP && !reported) {
     SEXP hcall = PROTECT(Rf_lang1(hook)); nprot++;
     R_tryEvalSilent(hcall, R_GlobalEnv, &err);
   }
@@ -600,6 +607,7 @@ SEXP ffi_gctrace_arm(SEXP hook) {
   R_PreserveObject(keep);
   G.keep = keep;
   G.generation = 0;
+  G.hook_nrec = 0;
   G.armed = 1;
   arm();
   UNPROTECT(nprot);
