@@ -55,7 +55,9 @@ SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
 SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
 #else
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -338,6 +340,17 @@ static void atfork_child(void) {
   G.forked = 1;
 }
 
+static void adopt_if_pipe(int fd, const struct stat *ref) {
+  if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) return;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  if (st.st_dev == ref->st_dev && st.st_ino == ref->st_ino) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    G.adopted[G.nadopted++] = fd;
+  }
+}
+
 /* Find the descriptors R opened on the pipe's write end (same inode as ours)
  * once its connection is open: they are closed on exec and, in a forked
  * child, pointed at stderr. */
@@ -351,17 +364,24 @@ SEXP ffi_gctrace_adopt(SEXP handle) {
   struct stat ref;
   if (fstat(G.wfd, &ref) != 0) mk_error_sys("system", errno, "pipe", "Can't inspect the GC trace pipe");
   G.nadopted = 0;
-  long maxfd = sysconf(_SC_OPEN_MAX);
-  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
-  for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) {
-    if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0) continue;
-    if (st.st_dev == ref.st_dev && st.st_ino == ref.st_ino) {
-      int fl = fcntl(fd, F_GETFD);
-      if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-      G.adopted[G.nadopted++] = fd;
+  /* List the open descriptors where the system can: probing every possible
+   * one costs a system call each, thousands per trace. */
+  DIR *dir = opendir("/proc/self/fd");
+  if (dir == NULL) dir = opendir("/dev/fd");
+  if (dir != NULL) {
+    int own = dirfd(dir);
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL && G.nadopted < 8) {
+      char *end;
+      long fd = strtol(e->d_name, &end, 10);
+      if (end == e->d_name || *end != '\0' || fd < 3 || fd > INT_MAX || fd == own) continue;
+      adopt_if_pipe((int) fd, &ref);
     }
+    closedir(dir);
+  } else {
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+    for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) adopt_if_pipe(fd, &ref);
   }
   return Rf_ScalarInteger(G.nadopted);
 }
