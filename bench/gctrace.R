@@ -106,6 +106,12 @@ out <- c(
           100 * overhead, fmt(1 + overhead, 4), 100 * goal,
           if (overhead <= goal) "met" else "not met",
           100 * overhead_cpu, fmt(1 + overhead_cpu, 4)),
+  if (stats::median(plain) > 1.2 * stats::median(plain_cpu)) {
+    sprintf(paste0("Other work on the machine dominated the elapsed times (runs waited for a core; per-pair ratios span %s to %s): ",
+                   "the CPU-time ratio, which waiting for a core does not inflate, is the more reliable figure ",
+                   "(goal on CPU time: **%s**)."),
+            fmt(min(ratio), 3), fmt(max(ratio), 3), if (overhead_cpu <= goal) "met" else "not met")
+  } else character(),
   "The overhead per trace is fixed (two minor collections that bracket it, a pipe and a thread) plus a few",
   "microseconds per collection, so it is a smaller share of longer traces.",
   "",

@@ -55,7 +55,9 @@ SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
 SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
 #else
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -113,6 +115,7 @@ static struct {
   double *cb_mono, *cb_gctime;
   size_t ncb, capcb;
   double cb_dropped;
+  int hook_nrec;        /* reports seen by the previous callback */
   SEXP keep;            /* preserved list: anchors, keys, sentinel, stacks */
 } G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -337,6 +340,17 @@ static void atfork_child(void) {
   G.forked = 1;
 }
 
+static void adopt_if_pipe(int fd, const struct stat *ref) {
+  if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) return;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  if (st.st_dev == ref->st_dev && st.st_ino == ref->st_ino) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    G.adopted[G.nadopted++] = fd;
+  }
+}
+
 /* Find the descriptors R opened on the pipe's write end (same inode as ours)
  * once its connection is open: they are closed on exec and, in a forked
  * child, pointed at stderr. */
@@ -350,17 +364,24 @@ SEXP ffi_gctrace_adopt(SEXP handle) {
   struct stat ref;
   if (fstat(G.wfd, &ref) != 0) mk_error_sys("system", errno, "pipe", "Can't inspect the GC trace pipe");
   G.nadopted = 0;
-  long maxfd = sysconf(_SC_OPEN_MAX);
-  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
-  for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) {
-    if (fd == G.wfd || fd == G.rfd || fd == G.wake[0] || fd == G.wake[1]) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0) continue;
-    if (st.st_dev == ref.st_dev && st.st_ino == ref.st_ino) {
-      int fl = fcntl(fd, F_GETFD);
-      if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
-      G.adopted[G.nadopted++] = fd;
+  /* List the open descriptors where the system can: probing every possible
+   * one costs a system call each, thousands per trace. */
+  DIR *dir = opendir("/proc/self/fd");
+  if (dir == NULL) dir = opendir("/dev/fd");
+  if (dir != NULL) {
+    int own = dirfd(dir);
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL && G.nadopted < 8) {
+      char *end;
+      long fd = strtol(e->d_name, &end, 10);
+      if (end == e->d_name || *end != '\0' || fd < 3 || fd > INT_MAX || fd == own) continue;
+      adopt_if_pipe((int) fd, &ref);
     }
+    closedir(dir);
+  } else {
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+    for (int fd = 3; fd < maxfd && G.nadopted < 8; fd++) adopt_if_pipe(fd, &ref);
   }
   return Rf_ScalarInteger(G.nadopted);
 }
@@ -541,9 +562,15 @@ static void sentinel_fired(SEXP key) {
 
   int err = 0;
   /* The R side's hook puts the message sink back if code in the traced
-   * expression reset it (bench::mark() does, on exit). */
+   * expression reset it (bench::mark() does, on exit). A report that
+   * arrived since the last callback shows the sink still points at the
+   * pipe: the hook (an R closure, the costliest part of a callback) runs
+   * only when none did, i.e. after an explicit gc() or when the reports
+   * went elsewhere. */
   SEXP hook = VECTOR_ELT(G.keep, K_HOOK);
-  if (TYPEOF(hook) == CLOSXP) {
+  int reported = G.ncb > 0 && nrec > G.hook_nrec;
+  G.hook_nrec = nrec;
+  if (TYPEOF(hook) == CLOSXP && !reported) {
     SEXP hcall = PROTECT(Rf_lang1(hook)); nprot++;
     R_tryEvalSilent(hcall, R_GlobalEnv, &err);
   }
@@ -600,6 +627,7 @@ SEXP ffi_gctrace_arm(SEXP hook) {
   R_PreserveObject(keep);
   G.keep = keep;
   G.generation = 0;
+  G.hook_nrec = 0;
   G.armed = 1;
   arm();
   UNPROTECT(nprot);
