@@ -34,4 +34,5 @@ fi
 $deps_only && exit 0
 
 Rscript -e 'install.packages(".", repos = NULL, type = "source")'
-Rscript -e 'demo("tour", package = "memkit", ask = FALSE, echo = TRUE)'
+# Plots go to a PDF in the session's temporary directory, not the checkout.
+Rscript -e 'pdf(file.path(tempdir(), "tour.pdf")); demo("tour", package = "memkit", ask = FALSE, echo = TRUE)'
