@@ -11,9 +11,6 @@ the_gc <- new.env(parent = emptyenv())
 the_gc$views <- list()
 the_gc$next_id <- 0L
 
-# Bytes per cons cell and per vector cell, as gc() and gcinfo() count them.
-ncell_bytes <- 56
-vcell_bytes <- 8
 mega <- 1048576
 
 #' Trace every garbage collection
@@ -688,11 +685,6 @@ print.gc_trace <- function(x, ...) {
     }
   }
   invisible(x)
-}
-
-format_secs <- function(s) {
-  if (is.na(s)) return("NA")
-  if (s < 1) sprintf("%.3g ms", s * 1000) else sprintf("%.3g s", s)
 }
 
 format_pct <- function(p) {

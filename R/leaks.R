@@ -74,13 +74,13 @@ mem_leaks <- function(f, n = 100, warmup = 10) {
     cli::cli_progress_bar("Checking for leaks", total = total, clear = TRUE)
   }
   gc(full = TRUE)
-  .Call(ffi_profile_trim)
+  .Call(ffi_utils_trim)
   for (i in seq_len(total)) {
     f()
     g <- gc(full = TRUE)
     ncells[i] <- g[1L, 1L]
     vcells[i] <- g[2L, 1L]
-    .Call(ffi_profile_trim)
+    .Call(ffi_utils_trim)
     rss[i] <- as.numeric(rss_now())
     if (show) cli::cli_progress_update()
   }

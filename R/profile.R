@@ -253,11 +253,6 @@ print.mem_profile <- function(x, ...) {
   invisible(x)
 }
 
-format_secs <- function(s) {
-  if (is.na(s)) return("NA")
-  if (s >= 1) sprintf("%.2f s", s) else sprintf("%.3g ms", s * 1000)
-}
-
 format_collections <- function(s) {
   if (s$collections == 0L) return("no collections")
   by_level <- paste(sprintf("%d at level %s", s$by_level, names(s$by_level)), collapse = ", ")

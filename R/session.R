@@ -169,10 +169,10 @@ mem_gc <- function(full = TRUE, trim = FALSE) {
   rss1 <- rss_now()
   trimmed <- NA
   if (trim) {
-    trimmed <- .Call(ffi_session_trim)
+    trimmed <- .Call(ffi_utils_trim)
     rss2 <- rss_now()
   }
-  cell_bytes <- c(56, 8)
+  cell_bytes <- c(ncell_bytes, vcell_bytes)
   before <- g1[1:2, "max used"] * cell_bytes
   after <- g2[1:2, "used"] * cell_bytes
   out <- data.frame(
@@ -396,7 +396,7 @@ gc_used <- function() {
 
 gc_bytes <- function(cells) {
   cells <- c(ncells = cells[[1L]], vcells = cells[[2L]])
-  structure(new_mem_bytes(cells[[1L]] * 56 + cells[[2L]] * 8), cells = cells)
+  structure(new_mem_bytes(cells[[1L]] * ncell_bytes + cells[[2L]] * vcell_bytes), cells = cells)
 }
 
 #' @export

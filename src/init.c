@@ -18,6 +18,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_utils_error, 4),
   CALLDEF(ffi_utils_now, 0),
   CALLDEF(ffi_utils_rss, 0),
+  CALLDEF(ffi_utils_trim, 0),
 
   /* sizes */
   CALLDEF(ffi_size_cells, 1),
@@ -31,7 +32,6 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_retained_ls, 2),
   CALLDEF(ffi_retained_hash, 1),
   CALLDEF(ffi_session_bindings, 1),
-  CALLDEF(ffi_session_trim, 0),
 
   /* file-backed matrices */
   CALLDEF(ffi_fm_create, 7),
@@ -59,7 +59,6 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_sampler_stop, 1),
   CALLDEF(ffi_sampler_peak, 0),
   CALLDEF(ffi_sampler_reset, 0),
-  CALLDEF(ffi_profile_trim, 0),
 
   {NULL, NULL, 0}
 };

@@ -16,6 +16,7 @@
 SEXP ffi_utils_error(SEXP kind, SEXP msg, SEXP errnum, SEXP path);
 SEXP ffi_utils_now(void);
 SEXP ffi_utils_rss(void);
+SEXP ffi_utils_trim(void);
 
 /* ---- sizes (src/size.c) --------------------------------------------------- */
 SEXP ffi_size_cells(SEXP objs);
@@ -29,7 +30,6 @@ SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots);
 SEXP ffi_retained_ls(SEXP envir, SEXP roots);
 SEXP ffi_retained_hash(SEXP vecs);
 SEXP ffi_session_bindings(SEXP envir);
-SEXP ffi_session_trim(void);
 
 /* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
 SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dn_blob,
@@ -59,6 +59,5 @@ SEXP ffi_sampler_start(SEXP interval);
 SEXP ffi_sampler_stop(SEXP sampler);
 SEXP ffi_sampler_peak(void);
 SEXP ffi_sampler_reset(void);
-SEXP ffi_profile_trim(void);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * retained.c: what removing bindings would free (mem_retained(), mem_ls(),
- * mem_rm()), duplicated vectors (mem_dupes()) and malloc_trim (mem_gc()).
+ * mem_rm()), duplicated vectors (mem_dupes()).
  *
  * Retained size is a question about the whole session: a node is freed by
  * the next full collection when no root reaches it. So we first mark every
@@ -27,10 +27,6 @@
 #include "errors.h"
 #include "compat.h"
 #include "walk.h"
-
-#ifdef __GLIBC__
-# include <malloc.h>
-#endif
 
 /* ---- marking ------------------------------------------------------------ */
 
@@ -787,14 +783,3 @@ SEXP ffi_retained_hash(SEXP vecs) {
   return out;
 }
 
-/* ---- mem_gc(trim = TRUE) ------------------------------------------------- */
-
-/* TRUE if malloc_trim() returned memory to the system, FALSE if it found
- * none, NA where there is no malloc_trim (not the GNU C library). */
-SEXP ffi_session_trim(void) {
-#ifdef __GLIBC__
-  return Rf_ScalarLogical(malloc_trim(0) ? TRUE : FALSE);
-#else
-  return Rf_ScalarLogical(NA_LOGICAL);
-#endif
-}

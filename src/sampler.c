@@ -49,7 +49,6 @@ SEXP ffi_sampler_peak(void) {
   return out;
 }
 SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
-SEXP ffi_profile_trim(void) { return Rf_ScalarLogical(FALSE); }
 
 #else /* POSIX */
 
@@ -63,10 +62,6 @@ SEXP ffi_profile_trim(void) { return Rf_ScalarLogical(FALSE); }
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-#if defined(__GLIBC__)
-# include <malloc.h>
-#endif
 
 #include "memkit.h"
 #include "errors.h"
@@ -363,19 +358,5 @@ SEXP ffi_sampler_reset(void) {
 #endif
 }
 
-/* Give the C allocator's free memory back to the system (glibc's
- * malloc_trim(): the top of each arena and whole free pages inside them), so
- * that resident memory measures what is in use rather than what the allocator
- * keeps cached. Used by mem_leaks() before each reading: without it, a native
- * leak is served from freed memory that is already resident and does not
- * show. TRUE where the C library has it. */
-SEXP ffi_profile_trim(void) {
-#if defined(__GLIBC__)
-  malloc_trim(0);
-  return Rf_ScalarLogical(TRUE);
-#else
-  return Rf_ScalarLogical(FALSE);
-#endif
-}
 
 #endif /* POSIX */

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+# include <malloc.h>
+#endif
 #ifdef __APPLE__
 # include <mach/mach.h>
 #endif
@@ -62,6 +65,22 @@ double mk_rss_bytes(void) {
 
 SEXP ffi_utils_rss(void) {
   return Rf_ScalarReal(mk_rss_bytes());
+}
+
+/* Give the C allocator's free memory back to the system (glibc's
+ * malloc_trim(): the top of each arena and whole free pages inside them).
+ * mem_gc(trim = TRUE) reports what that gave back; mem_leaks() trims before
+ * each reading so that resident memory measures what is in use rather than
+ * what the allocator keeps cached (a native leak would otherwise be served
+ * from freed, already resident memory and not show). TRUE if memory was
+ * returned, FALSE if none was, NA where there is no malloc_trim (not the GNU
+ * C library). */
+SEXP ffi_utils_trim(void) {
+#ifdef __GLIBC__
+  return Rf_ScalarLogical(malloc_trim(0) ? TRUE : FALSE);
+#else
+  return Rf_ScalarLogical(NA_LOGICAL);
+#endif
 }
 
 SEXP ffi_utils_now(void) {

@@ -28,7 +28,3 @@ cases$ffi_sampler_reset <- function() {
   ok <- .Call(ns$ffi_sampler_reset)
   stopifnot(is.logical(ok), length(ok) == 1L, !is.na(ok))
 }
-cases$ffi_profile_trim <- function() {
-  ok <- .Call(ns$ffi_profile_trim)
-  stopifnot(is.logical(ok), length(ok) == 1L, !is.na(ok))
-}

@@ -40,7 +40,3 @@ cases$ffi_session_bindings <- function() {
   stopifnot(setequal(r[[1L]], c("a", "b", "c", "p", "act")),
             identical(r[[2L]][match(c("a", "p", "act"), r[[1L]])], c("value", "promise", "active")))
 }
-cases$ffi_session_trim <- function() {
-  r <- .Call(ns$ffi_session_trim)
-  stopifnot(is.logical(r), length(r) == 1L)
-}

@@ -13,3 +13,7 @@ cases$ffi_utils_rss <- function() {
   r <- .Call(ns$ffi_utils_rss)
   stopifnot(is.double(r), length(r) == 1L, is.na(r) || r > 0)
 }
+cases$ffi_utils_trim <- function() {
+  r <- .Call(ns$ffi_utils_trim)
+  stopifnot(is.logical(r), length(r) == 1L)
+}
