@@ -573,7 +573,8 @@ new_gc_events <- function(df) {
 }
 
 deparse_call <- function(x) {
-  s <- deparse(x, width.cutoff = 60L, nlines = 1L)
+  # `backtick` given: its default costs as much as the deparsing.
+  s <- deparse(x, width.cutoff = 60L, backtick = TRUE, nlines = 1L)
   if (length(s) == 0L) NA_character_ else s
 }
 
