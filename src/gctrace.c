@@ -154,11 +154,9 @@ static void new_record(stream_t *s, const char *p, double now) {
     return;
   }
   if (s->nrecs == s->caprecs) {
-    size_t cap = s->caprecs ? 2 * s->caprecs : 256;
-    gcrec *t = realloc(s->recs, cap * sizeof *t);
+    gcrec *t = mk_grow(s->recs, &s->caprecs, sizeof *t, 256);
     if (t == NULL) { s->dropped += 1; s->pending = 0; return; }
     s->recs = t;
-    s->caprecs = cap;
   }
   s->recs[s->nrecs++] = r;
   s->pending = 2;

@@ -27,6 +27,7 @@
 #include "errors.h"
 #include "compat.h"
 #include "walk.h"
+#include "utils.h"
 
 /* ---- marking ------------------------------------------------------------ */
 
@@ -68,11 +69,9 @@ static void mark_push(marker *m, SEXP x) {
   if (rc < 0) oom();
   if (rc == 0 || is_leaf(x)) return;
   if (m->n == m->cap) {
-    size_t cap = m->cap ? 2 * m->cap : 1024;
-    SEXP *st = realloc(m->stack, cap * sizeof(SEXP));
+    SEXP *st = mk_grow(m->stack, &m->cap, sizeof *st, 1024);
     if (st == NULL) oom();
     m->stack = st;
-    m->cap = cap;
   }
   m->stack[m->n++] = x;
 }
@@ -447,11 +446,9 @@ static void collect_cell(SEXP cell, void *data) {
 
 static void ls_push(ls_call *c, SEXP x) {
   if (c->sn == c->scap) {
-    size_t cap = c->scap ? 2 * c->scap : 1024;
-    SEXP *st = realloc(c->stack, cap * sizeof(SEXP));
+    SEXP *st = mk_grow(c->stack, &c->scap, sizeof *st, 1024);
     if (st == NULL) oom();
     c->stack = st;
-    c->scap = cap;
   }
   c->stack[c->sn++] = x;
 }

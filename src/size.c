@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "compat.h"
 #include "walk.h"
+#include "utils.h"
 
 /* ---- cost of one node -------------------------------------------------- */
 
@@ -396,11 +397,9 @@ typedef void (*node_hook)(void *data, SEXP x, const mk_cost *c);
 
 static int push(mk_walker *w, size_t *depth, SEXP x) {
   if (*depth == w->cap) {
-    size_t cap = w->cap * 2;
-    frame *st = realloc(w->stack, cap * sizeof(frame));
+    frame *st = mk_grow(w->stack, &w->cap, sizeof *st, 0);
     if (st == NULL) return -1;
     w->stack = st;
-    w->cap = cap;
   }
   w->stack[(*depth)++] = (frame) {x, 0, nchildren(x)};
   if (*depth > w->peak) w->peak = *depth;
@@ -754,14 +753,12 @@ typedef struct {
 static void add_kid(tchildren *k, SEXP node, SEXP name, int kind, double index, int note) {
   if (node == NULL || node == R_NilValue || is_global(node)) return;
   if (k->n == k->cap) {
-    size_t cap = k->cap ? 2 * k->cap : 16;
-    tchild *v = realloc(k->v, cap * sizeof(tchild));
+    tchild *v = mk_grow(k->v, &k->cap, sizeof *v, 16);
     if (v == NULL) {
       k->oom = 1;
       return;
     }
     k->v = v;
-    k->cap = cap;
   }
   k->v[k->n++] = (tchild) {node, name, kind, note, index};
 }
@@ -913,11 +910,9 @@ static double component_self(tree_call *c, SEXP x) {
 
 static void add_row(tree_call *c, trow r) {
   if (c->nrows == c->cap) {
-    size_t cap = c->cap ? 2 * c->cap : 64;
-    trow *v = realloc(c->rows, cap * sizeof(trow));
+    trow *v = mk_grow(c->rows, &c->cap, sizeof *v, 64);
     if (v == NULL) oom();
     c->rows = v;
-    c->cap = cap;
   }
   c->rows[c->nrows++] = r;
 }
@@ -1077,14 +1072,12 @@ static void bytype_hook(void *data, SEXP x, const mk_cost *cost) {
     }
     if (i == c->n) {
       if (c->n == c->cap) {
-        size_t cap = 2 * c->cap;
-        tally *v = realloc(c->t, cap * sizeof(tally));
+        tally *v = mk_grow(c->t, &c->cap, sizeof *v, 0);
         if (v == NULL) {
           c->oom = 1;
           return;
         }
         c->t = v;
-        c->cap = cap;
       }
       c->t[c->n++] = (tally) {t, cl, 0, 0, 0, 0};
     }

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -61,6 +62,21 @@ double mk_rss_bytes(void) {
   double rss = mk_rss_read(fd);
   if (fd >= 0) close(fd);
   return rss;
+}
+
+void *mk_grow(void *p, size_t *cap, size_t size, size_t first) {
+  size_t n = *cap ? *cap : first;
+  if (size == 0 || n == 0) return NULL;
+  if (*cap) {
+    if (n > SIZE_MAX / 2 / size) return NULL;
+    n *= 2;
+  } else if (n > SIZE_MAX / size) {
+    return NULL;
+  }
+  void *q = realloc(p, n * size);
+  if (q == NULL) return NULL;
+  *cap = n;
+  return q;
 }
 
 SEXP ffi_utils_rss(void) {

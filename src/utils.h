@@ -2,6 +2,8 @@
 #ifndef MEMKIT_UTILS_H
 #define MEMKIT_UTILS_H
 
+#include <stddef.h>
+
 /* Seconds on CLOCK_MONOTONIC: the one clock every memkit timestamp uses, so
  * GC events (gctrace.c) and memory samples (sampler.c) line up. Safe to call
  * from any thread; never touches R. */
@@ -17,5 +19,12 @@ double mk_rss_bytes(void);
  * none, or on failure with errno set), mk_rss_read(fd) one reading. */
 int mk_rss_open(void);
 double mk_rss_read(int fd);
+
+/* The one growth rule of memkit's C-side stacks and buffers: room for more
+ * items in the malloc'd array `p` of *cap items of `size` bytes. Returns the
+ * array reallocated to twice *cap (`first` items when *cap is 0) and updates
+ * *cap, or NULL when the size would overflow or memory is short (then `p` and
+ * *cap are unchanged). Safe from any thread; never touches R. */
+void *mk_grow(void *p, size_t *cap, size_t size, size_t first);
 
 #endif
