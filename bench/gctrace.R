@@ -65,13 +65,7 @@ now <- function() memkit:::mono_now()
 # included).
 cpu <- function() { p <- proc.time(); p[["user.self"]] + p[["sys.self"]] }
 
-# A distribution-free 95% interval for a median: order statistics k and
-# n + 1 - k, with k from the binomial(n, 1/2) quantile.
-median_ci <- function(x) {
-  n <- length(x)
-  k <- max(1L, as.integer(stats::qbinom(0.025, n, 0.5)))
-  sort(x)[c(k, n + 1L - k)]
-}
+source(file.path("bench", "common.R"))
 
 measure <- function(workload) {
   workload()                      # warm up: byte-compile, grow the heap once
@@ -110,8 +104,8 @@ measure <- function(workload) {
        tr = tr, bm = bm)
 }
 
-# The cost model: a fixed cost per trace (the two marker collections, the
-# pipe, the thread, joining the events) and a cost per collection.
+# The fixed cost per trace: the two marker collections, the pipe, the thread
+# and the sink and gcinfo() switches.
 fixed_cost <- function() {
   stats::median(vapply(1:20, function(i) { t0 <- now(); gc_trace(NULL); now() - t0 }, 0))
 }

@@ -25,13 +25,7 @@ pct <- function(r) sprintf("%+.2f%%", 100 * (r - 1))
 ns <- asNamespace("memkit")
 parts <- strsplit(Sys.getenv("MEMKIT_BENCH_PARTS", "overhead,peaks,leaks"), ",")[[1L]]
 all_parts <- all(c("overhead", "peaks", "leaks") %in% parts)
-# A distribution-free 95% interval for a median: order statistics k and
-# n + 1 - k, with k from the binomial(n, 1/2) quantile.
-median_ci <- function(x) {
-  n <- length(x)
-  k <- max(1L, as.integer(stats::qbinom(0.025, n, 0.5)))
-  sort(x)[c(k, n + 1L - k)]
-}
+source(file.path("bench", "common.R"))
 
 # ---- the machine ------------------------------------------------------------
 si <- utils::sessionInfo()
