@@ -79,10 +79,9 @@ peak_method_text <- function(method) {
 #' a microsecond, and waking the thread for it some tens of microseconds more
 #' on a virtual machine, well under 1% of one core at the default interval;
 #' it does not slow `expr` down measurably. It is stopped, and its file
-#' descriptor closed, when
-#' `mem_profile()` returns, also after an error or an interrupt. If `expr`
-#' fails, the error is signalled again with the profile so far in its
-#' `mem_profile` field.
+#' descriptor closed, when `mem_profile()` returns, also after an error or an
+#' interrupt. If `expr` fails, the error is signalled again with the profile
+#' so far in its `mem_profile` field.
 #'
 #' Profiles nest: a `mem_profile()` or [mem_peak()] inside another keeps the
 #' outer peak exact, and [gc_trace()] works inside `mem_profile()` and around
