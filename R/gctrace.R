@@ -33,9 +33,14 @@ mega <- 1048576
 #' single call to C code (`paste0()` of millions of strings) reach that point
 #' together and share one stack; `collapsed` says how many did.
 #'
-#' Each trace begins and ends with a minor collection (`gc(full = FALSE)`)
-#' so that R's collection count and exact triggers are known at both ends;
-#' these two are not among the events.
+#' Each trace begins with a minor collection (`gc(full = FALSE)`), so that
+#' R's collection count and exact triggers are known at its start. Its end
+#' is usually read from R's last report; a second minor collection closes
+#' it only when that is not enough: when the trace holds a level-2
+#' collection (which moves the triggers), when an explicit [gc()] or an
+#' unreported collection came after R's last report, or when other code
+#' took the message stream. These marker collections are not among the
+#' events.
 #'
 #' @section Messages, warnings and errors:
 #' Messages, and warnings when `options(warn = 1)`, reach the user as they
@@ -94,9 +99,13 @@ mega <- 1048576
 #' @return `gc_trace()` and `gc_trace_stop()`: a `gc_trace` object, a list
 #'   with `events` (the data frame above), `value` (the value of `expr`;
 #'   `NULL` for `gc_trace_stop()`), `elapsed`, `gc_time` (seconds spent in
-#'   collections by [gc.time()]), and the collection numbers and exact
-#'   triggers at both ends. `gc_trace_start()`: invisibly, the trace's id
-#'   (an integer) for `gc_trace_stop(id)`.
+#'   collections by [gc.time()]), `gc_start` and `gc_end` (R's collection
+#'   count when the trace started and when it ended: the events are
+#'   collections `gc_start + 1` to `gc_end`), `levels_start` and
+#'   `levels_end` (R's totals per level at both ends), and `trigger_start`
+#'   and `trigger_end` (the exact triggers at both ends).
+#'   `gc_trace_start()`: invisibly, the trace's id (an integer) for
+#'   `gc_trace_stop(id)`.
 #' @seealso [gc_triggers()] for the triggers in force now.
 #' @export
 #' @examples
@@ -220,6 +229,7 @@ gctrace_open <- function() {
   # was off (the default), and it is turned off again at the end.
   the_gc$gctime_was_on <- any(gc.time(TRUE)[1:3] > 0)
   the_gc$window <- FALSE
+  the_gc$window_nrec <- -1
   .Call(ffi_gctrace_arm, gctrace_check_sink)
   invisible()
 }
@@ -305,6 +315,9 @@ gctrace_with_user_sink <- function(code) {
     sink(the_gc$con, type = "message")
     gcinfo(TRUE)
     the_gc$window <- FALSE
+    # Collections meanwhile went unreported: the end of a trace with no
+    # report since must be marked (gctrace_tail_known()).
+    the_gc$window_nrec <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
   })
   if (nzchar(text)) cat(text, file = stderr())
   code
@@ -413,17 +426,30 @@ gctrace_end <- function(id, value) {
   k <- match(id, ids)
   if (is.na(k)) return(NULL)
   v <- the_gc$views[[k]]
-  end <- gctrace_mark_point()
+  gct <- gc.time()[[3L]]
+  mono <- .Call(ffi_utils_now)
   recs <- .Call(ffi_gctrace_records, v$rec - 1L)
   cbs <- .Call(ffi_gctrace_callbacks, v$cb)
-  # Keep the callbacks up to the end marker's own: it stands for the
-  # collections since the last safe point (e.g. in C code at the very end of
-  # `expr`), though its stack is memkit's, not the user's.
-  ncb <- max(0L, end$cb - v$cb)
-  cbs <- lapply(cbs, function(x) x[seq_len(min(ncb, length(x)))])
-  if (ncb > 0L && length(cbs$stack) == ncb && is_mark_stack(cbs$stack[[ncb]])) {
-    cbs$stack[ncb] <- list(NULL)
-    cbs$gctime[[ncb]] <- NA_real_
+  if (gctrace_tail_known(v, recs, cbs)) {
+    end <- list(rec = attr(recs, "total"), cb = attr(cbs, "total"), marked = FALSE,
+                mono = mono, gctime = gct, mono_before = mono, gctime_before = gct,
+                trigger = v$trigger)
+  } else {
+    end <- gctrace_mark_point()
+    end$marked <- TRUE
+    end$mono_before <- mono
+    end$gctime_before <- gct
+    recs <- .Call(ffi_gctrace_records, v$rec - 1L)
+    cbs <- .Call(ffi_gctrace_callbacks, v$cb)
+    # Keep the callbacks up to the end marker's own: it stands for the
+    # collections since the last safe point (e.g. in C code at the very end
+    # of `expr`), though its stack is memkit's, not the user's.
+    ncb <- max(0L, end$cb - v$cb)
+    cbs <- lapply(cbs, function(x) x[seq_len(min(ncb, length(x)))])
+    if (ncb > 0L && length(cbs$stack) == ncb && is_mark_stack(cbs$stack[[ncb]])) {
+      cbs$stack[ncb] <- list(NULL)
+      cbs$gctime[[ncb]] <- NA_real_
+    }
   }
   # Views opened inside this one and never stopped end with it.
   the_gc$views <- the_gc$views[seq_len(k - 1L)]
@@ -434,38 +460,78 @@ gctrace_end <- function(id, value) {
   new_gc_trace(events, value, v, end, recs)
 }
 
+# Can the end of a trace be read from R's reports and the callbacks alone,
+# without a marker collection of memkit's own? Yes when nothing can have
+# happened since R's last report that the numbering would not show:
+# - no callback after the one that brought that report, and that one not
+#   inside gc() (a silent gc() may have followed the report);
+# - with no report in the trace, no callback at all (no collection);
+# - no relay of a message since that report (gcinfo() is off meanwhile);
+# - the message sink still the pipe and gcinfo() still on (code that takes
+#   the message stream, such as capture.output() or bench::mark(), leaves
+#   the sink reset when it is done);
+# - no level-2 collection in the trace, so that the exact trigger at its
+#   start still holds (R moves the triggers only then), and the last report
+#   agrees with it.
+# Otherwise a marker closes the trace as one opened it.
+gctrace_tail_known <- function(v, recs, cbs) {
+  if (!tracing_here() || isTRUE(the_gc$window)) return(FALSE)
+  if (sink.number(type = "message") != the_gc$con_number) return(FALSE)
+  if (!isTRUE(gcinfo(TRUE))) return(FALSE)
+  K <- length(recs$gc)
+  if (K == 0L) return(FALSE)
+  total <- attr(recs, "total")
+  if (isTRUE(the_gc$window_nrec >= total)) return(FALSE)
+  ncb <- length(cbs$nrec)
+  if (K == 1L) return(ncb == 0L)
+  j <- match(total, cbs$nrec)
+  if (!is.na(j) && (j < ncb || is_gc_stack(cbs$stack[[j]]))) return(FALSE)
+  if (recs$level2[[K]] != recs$level2[[1L]]) return(FALSE)
+  isTRUE(trigger_agrees(recs$ncells_mb[[K]], recs$ncells_pct[[K]], v$trigger[["ncells"]]) &&
+         trigger_agrees(recs$vcells_mb[[K]], recs$vcells_pct[[K]], v$trigger[["vcells"]]))
+}
+
 # ---- joining the streams --------------------------------------------------
 
-# `recs`: the reports from the start marker (first) to the end marker (last).
-# `cbs`: the callbacks in between; cbs$nrec counts reports from the start of
-# the whole tracer, so subtract v$rec - 1 to index `recs`.
+# `recs`: the reports from the start marker (first) to the end: the last
+# collection of the trace, or the end marker if there is one (last, not an
+# event). `cbs`: the callbacks in between; cbs$nrec counts reports from the
+# start of the whole tracer, so subtract v$rec - 1 to index `recs`.
 gctrace_events <- function(recs, cbs, v, end) {
   K <- length(recs$gc)
+  last <- if (end$marked) K - 1L else K   # the last report that is an event
   if (K < 2L) return(empty_events())
   N <- recs$gc
   L <- cbind(recs$level0, recs$level1, recs$level2)
   lev <- recs$level
 
-  seen_idx <- if (K > 2L) 2:(K - 1L) else integer()
+  seen_idx <- if (last >= 2L) 2:last else integer()
   gap <- N[-1L] - N[-K] - 1L              # gap[i]: collections between reports i and i + 1
   gap[gap < 0L] <- 0L
+  # Without an end marker nothing follows the last report (gctrace_tail_known()).
+  if (!end$marked) gap <- c(gap, 0L)
   rec_group <- rep(NA_integer_, K)
 
   ncb <- length(cbs$nrec)
-  cb_rel <- pmin(cbs$nrec - (v$rec - 1L), K - 1L)
+  cb_rel <- pmin(cbs$nrec - (v$rec - 1L), last)
   # A callback inside gc() follows an explicit collection (gc() runs the
   # finalizers at once). Nested traces' markers are explicit gc() calls too.
   cb_explicit <- vapply(cbs$stack, is_gc_stack, logical(1))
-  claims <- vector("list", K - 1L)        # callbacks claiming slots of each gap
+  # memkit's own markers (of nested traces) are gc(verbose = TRUE): each
+  # printed its report.
+  cb_mark <- cb_explicit & vapply(cbs$stack, is_mark_stack, logical(1))
+  claims <- vector("list", last)          # callbacks claiming slots of each gap
   seen_explicit <- rep(FALSE, K)
   prev <- 1L
   for (k in seq_len(ncb)) {
     r <- max(cb_rel[[k]], 1L)
     new <- if (r > prev) (prev + 1L):r else integer()
-    new <- new[new >= 2L & new <= K - 1L]
+    new <- new[new >= 2L & new <= last]
     rec_group[new] <- k
     free_slot <- length(claims[[r]]) < gap[[r]]
-    if (cb_explicit[[k]]) {
+    if (cb_mark[[k]] && length(new)) {
+      seen_explicit[[r]] <- TRUE
+    } else if (cb_explicit[[k]]) {
       # A silent gc() left a gap; gc(verbose = TRUE) printed the last report.
       if (free_slot) claims[[r]] <- c(claims[[r]], k)
       else if (length(new)) seen_explicit[[r]] <- TRUE
@@ -476,7 +542,7 @@ gctrace_events <- function(recs, cbs, v, end) {
     prev <- max(prev, r)
   }
 
-  # Rows: reports 2..K-1, then the gap slots.
+  # Rows: reports 2..last, then the gap slots.
   rows_gc <- N[seen_idx]
   rows_rec <- seen_idx
   rows_group <- rec_group[seen_idx]
@@ -488,7 +554,7 @@ gctrace_events <- function(recs, cbs, v, end) {
     g <- gap[[i]]
     if (g == 0L) next
     cl <- claims[[i]]
-    nextgroup <- if (i + 1L <= K - 1L) rec_group[[i + 1L]] else NA_integer_
+    nextgroup <- if (i + 1L <= last) rec_group[[i + 1L]] else NA_integer_
     grp <- c(cl, rep(nextgroup, g - length(cl)))
     expl <- c(cb_explicit[cl], rep(FALSE, g - length(cl)))
     # Levels: R's per-level totals say how many of each the gap holds.
@@ -546,24 +612,25 @@ gctrace_events <- function(recs, cbs, v, end) {
   vused <- recs$vcells_mb[rows_rec] * mega
   trig <- gctrace_triggers(recs, rows_rec, v, end)
 
-  out <- data.frame(
+  # Built as a list: data.frame() and `$<-` cost more than the join itself.
+  out <- list(
     gc = rows_gc,
     time = rows_mono - v$mono,
     mono = rows_mono,
     level = rows_level,
-    stringsAsFactors = FALSE
+    ncells_used = new_mem_bytes(nused),
+    vcells_used = new_mem_bytes(vused),
+    ncells_trigger = new_mem_bytes(trig$ncells),
+    vcells_trigger = new_mem_bytes(trig$vcells),
+    trigger_estimated = trig$estimated,
+    duration = duration,
+    collapsed = as.integer(collapsed),
+    explicit = rows_explicit,
+    seen = rows_seen,
+    call = call,
+    stack = stacks
   )
-  out$ncells_used <- new_mem_bytes(nused)
-  out$vcells_used <- new_mem_bytes(vused)
-  out$ncells_trigger <- new_mem_bytes(trig$ncells)
-  out$vcells_trigger <- new_mem_bytes(trig$vcells)
-  out$trigger_estimated <- trig$estimated
-  out$duration <- duration
-  out$collapsed <- as.integer(collapsed)
-  out$explicit <- rows_explicit
-  out$seen <- rows_seen
-  out$call <- call
-  out$stack <- stacks
+  attr(out, "row.names") <- .set_row_names(n)
   new_gc_events(out)
 }
 
@@ -582,8 +649,14 @@ deparse_call <- function(x) {
 # the trigger rounded to a percent, so trigger ~ used / share. R moves the
 # triggers only after level-2 collections (AdjustHeapSize()), so reports with
 # as many level-2 collections behind them as the start marker share its exact
-# trigger, and likewise for the end marker (unless it was level 2 itself).
-# An exact value is used only where it agrees with the printed percentage.
+# trigger, and likewise for the end marker if there is one (unless it was
+# level 2 itself). An exact value is used only where it agrees with the
+# printed percentage.
+trigger_agrees <- function(mb, pct, trig) {
+  !is.na(trig) & !is.na(pct) &
+    abs(100 * mb * mega / trig - pct) <= 1 + 100 * 0.1 * mega / trig
+}
+
 gctrace_triggers <- function(recs, rows_rec, v, end) {
   n <- length(rows_rec)
   est_n <- recs$ncells_mb * mega * 100 / recs$ncells_pct
@@ -600,12 +673,8 @@ gctrace_triggers <- function(recs, rows_rec, v, end) {
   last <- l2 == l2[[K]] & !first
   exact_n[last] <- end$trigger[["ncells"]]
   exact_v[last] <- end$trigger[["vcells"]]
-  agrees <- function(mb, pct, trig) {
-    !is.na(trig) & !is.na(pct) &
-      abs(100 * mb * mega / trig - pct) <= 1 + 100 * 0.1 * mega / trig
-  }
-  ok <- agrees(recs$ncells_mb, recs$ncells_pct, exact_n) &
-    agrees(recs$vcells_mb, recs$vcells_pct, exact_v)
+  ok <- trigger_agrees(recs$ncells_mb, recs$ncells_pct, exact_n) &
+    trigger_agrees(recs$vcells_mb, recs$vcells_pct, exact_v)
   tn <- ifelse(ok, exact_n, est_n)
   tv <- ifelse(ok, exact_v, est_v)
   list(
@@ -631,17 +700,26 @@ empty_events <- function() {
   new_gc_events(out)
 }
 
+# R's collection count and per-level totals at both ends: the start marker's
+# report (the marker is before the trace); at the end, the last report, less
+# the end marker itself if there is one.
 new_gc_trace <- function(events, value, v, end, recs) {
   K <- length(recs$gc)
+  gc_end <- recs$gc[[K]]
+  levels_end <- c(recs$level0[[K]], recs$level1[[K]], recs$level2[[K]])
+  if (end$marked) {
+    gc_end <- gc_end - 1L
+    levels_end[[recs$level[[K]] + 1L]] <- levels_end[[recs$level[[K]] + 1L]] - 1L
+  }
   structure(list(
     events = events,
     value = value,
     elapsed = end$mono_before - v$mono,
     gc_time = end$gctime_before - v$gctime,
     gc_start = recs$gc[[1L]],
-    gc_end = recs$gc[[K]],
+    gc_end = gc_end,
     levels_start = c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]]),
-    levels_end = c(recs$level0[[K]], recs$level1[[K]], recs$level2[[K]]),
+    levels_end = levels_end,
     trigger_start = new_mem_bytes(v$trigger),
     trigger_end = new_mem_bytes(end$trigger),
     mono_start = v$mono

@@ -104,8 +104,8 @@ measure <- function(workload) {
        tr = tr, bm = bm)
 }
 
-# The fixed cost per trace: the two marker collections, the pipe, the thread
-# and the sink and gcinfo() switches.
+# The fixed cost per trace: the marker collection that opens it, the pipe,
+# the thread and the sink and gcinfo() switches.
 fixed_cost <- function() {
   stats::median(vapply(1:20, function(i) { t0 <- now(); gc_trace(NULL); now() - t0 }, 0))
 }
@@ -165,7 +165,7 @@ for (nm in names(workloads)) {
             100 * overhead_cpu, 100 * ci_cpu[[1L]], 100 * ci_cpu[[2L]]),
     "",
     sprintf("One traced run: %d collections (levels 0/1/2: %d/%d/%d), every one accounted for (R's numbering %d to %d).",
-            nrow(ev), lv[[1L]], lv[[2L]], lv[[3L]], r$tr$gc_start, r$tr$gc_end),
+            nrow(ev), lv[[1L]], lv[[2L]], lv[[3L]], r$tr$gc_start + 1L, r$tr$gc_end),
     ""
   )
   if (!is.null(r$bm)) {
@@ -183,8 +183,9 @@ for (nm in names(workloads)) {
 out <- c(out,
   "### Where the cost goes",
   "",
-  sprintf(paste("A fixed %.1f ms per trace (median of 20 `gc_trace(NULL)`: the two minor collections that bracket",
-                "the trace, the pipe and its reader thread, the sink and `gcinfo()` switches), plus per collection:",
+  sprintf(paste("A fixed %.1f ms per trace (median of 20 `gc_trace(NULL)`: the minor collection that opens the",
+                "trace, the pipe and its reader thread, the sink and `gcinfo()` switches; a second collection closes",
+                "the trace only when R's reports cannot tell where it ends), plus per collection:",
                 "R printing its report into the pipe, the reader thread waking to parse it, the callback on R's",
                 "thread (re-arming the sentinel, `sys.calls()`, `gc.time()`), and at the end joining one row per",
                 "collection (tens of microseconds each). The fixed part is a smaller share of longer traces.",

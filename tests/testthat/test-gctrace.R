@@ -21,14 +21,11 @@ expect_complete <- function(tr, before, after) {
   ev <- as.data.frame(tr)
   expect_gt(tr$gc_start, before$gc)
   expect_lt(tr$gc_end, after$gc)
-  expect_identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = tr$gc_end - tr$gc_start - 1L))
-  end_level <- which(tr$levels_end - tr$levels_start - tabulate(ev$level + 1L, 3L) == 1L)
-  expect_length(end_level, 1L)
-  expected <- tr$levels_end - tr$levels_start
-  expected[end_level] <- expected[end_level] - 1L
-  expect_identical(tabulate(ev$level + 1L, 3L), expected)
-  # The bracket saw at least as many collections as the trace holds.
-  expect_gte(after$gc - before$gc - 1L, nrow(ev) + 2L)
+  expect_identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = tr$gc_end - tr$gc_start))
+  expect_identical(tabulate(ev$level + 1L, 3L), tr$levels_end - tr$levels_start)
+  # The bracket saw at least as many collections as the trace holds, and
+  # the start marker.
+  expect_gte(after$gc - before$gc - 1L, nrow(ev) + 1L)
   invisible(ev)
 }
 
@@ -77,6 +74,72 @@ test_that("explicit gc() calls are rows with explicit = TRUE, known from the gap
   expect_identical(sum(ev$explicit), 3L)
   expect_true(all(!ev$seen[ev$explicit]))
   expect_identical(ev$call[ev$explicit], rep("gc()", 3L))
+})
+
+# The marker collections a trace made, as an outer trace sees them:
+# explicit collections inside memkit's gctrace_mark().
+marker_rows <- function(outer) {
+  ev <- as.data.frame(outer)
+  in_mark <- vapply(ev$stack, function(s) {
+    any(vapply(s, function(call) is.call(call) && identical(call[[1L]], quote(gctrace_mark)), NA))
+  }, NA)
+  ev[ev$explicit & in_mark, , drop = FALSE]
+}
+
+# Traces `expr` inside an outer trace, each checked against R's numbering.
+traced_twice <- function(expr) {
+  before <- gc_report()
+  outer <- gc_trace(gc_trace(expr))
+  after <- gc_report()
+  outer_ev <- expect_complete(outer, before, after)
+  inner <- outer$value
+  inner_ev <- as.data.frame(inner)
+  expect_identical(inner_ev$gc, seq.int(inner$gc_start + 1L, length.out = inner$gc_end - inner$gc_start))
+  expect_identical(tabulate(inner_ev$level + 1L, 3L), inner$levels_end - inner$levels_start)
+  expect_true(all(inner_ev$gc %in% outer_ev$gc))
+  list(inner = inner, inner_ev = inner_ev, markers = marker_rows(outer))
+}
+
+test_that("the end of a trace is read from R's last report when nothing follows it", {
+  f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
+  for (n in c(0, 30000)) {
+    r <- traced_twice(f(n))
+    expect_identical(r$markers$gc[[1L]], r$inner$gc_start)
+    # A level-2 collection moves the triggers: then a marker gives the exact
+    # trigger at the end.
+    if (any(r$inner_ev$level == 2L)) {
+      expect_identical(r$markers$gc, r$inner$gc_start + c(0L, r$inner$gc_end - r$inner$gc_start + 1L))
+    } else {
+      expect_identical(r$markers$gc, r$inner$gc_start)
+      expect_identical(r$inner$trigger_end, r$inner$trigger_start)
+    }
+  }
+  # No collection at all: no rows, one marker.
+  r <- traced_twice(NULL)
+  if (nrow(r$inner_ev) == 0L) {
+    expect_identical(r$inner$gc_end, r$inner$gc_start)
+    expect_identical(nrow(r$markers), 1L)
+  }
+})
+
+test_that("a trace ends with a marker when its end is not known from R's reports", {
+  f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
+  # A silent gc() after R's last report.
+  r <- traced_twice({ f(3000); gc() })
+  expect_identical(nrow(r$markers), 2L)
+  expect_identical(r$markers$gc[[2L]], r$inner$gc_end + 1L)
+  last <- r$inner_ev[nrow(r$inner_ev), ]
+  expect_true(last$explicit)
+  expect_false(last$seen)
+  # A message relayed after R's last report (gcinfo() is off meanwhile).
+  expect_message(r <- traced_twice({ f(3000); message("done") }), "done")
+  expect_identical(nrow(r$markers), 2L)
+  # Collections reported into another sink (capture.output()) at the end.
+  r <- traced_twice({ f(10); utils::capture.output(x <- f(30000), type = "message") })
+  expect_identical(nrow(r$markers), 2L)
+  expect_true(any(!r$inner_ev$seen))
+  # The outer trace knows the inner one's markers printed their reports.
+  expect_true(all(r$markers$seen))
 })
 
 test_that("an error halfway reaches the user with the events so far", {
@@ -172,8 +235,12 @@ test_that("nested traces: the inner one holds its stretch, the outer one everyth
   outer_ev <- expect_complete(tr, before, after)
   inner_ev <- as.data.frame(tr$value)
   expect_true(all(inner_ev$gc %in% outer_ev$gc))
-  # The inner trace's two ends are explicit collections in the outer one.
-  expect_true(all(c(tr$value$gc_start, tr$value$gc_end) %in% outer_ev$gc[outer_ev$explicit]))
+  # The inner trace's start marker is an explicit collection in the outer
+  # one, and so is its end marker if it took one.
+  expect_true(tr$value$gc_start %in% outer_ev$gc[outer_ev$explicit])
+  expect_identical(inner_ev$gc, seq.int(tr$value$gc_start + 1L, length.out = nrow(inner_ev)))
+  expect_true(tr$value$gc_end + 1L %in% outer_ev$gc[outer_ev$explicit] ||
+                !any(outer_ev$gc > tr$value$gc_end & outer_ev$explicit))
 })
 
 test_that("gc_trace_stop() inside a gc_trace() expression is a state error", {
@@ -223,7 +290,7 @@ test_that("text written straight to the message stream is kept in order (Rscript
     "  length(x)",
     "})",
     "cat('6\\n')",
-    "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start - 1L)",
+    "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start)",
     "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
   ), script)
   res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
@@ -238,7 +305,7 @@ test_that("works in a callr::r() child", {
   res <- in_child(function() {
     tr <- memkit::gc_trace(lapply(1:1e5, function(i) numeric(10)))
     ev <- as.data.frame(tr)
-    list(n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+    list(n = nrow(ev), span = tr$gc_end - tr$gc_start,
          sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
   })
   expect_true(res$ok)
@@ -287,7 +354,7 @@ test_that("works in an interactive session (driven through tmux)", {
   code <- sprintf(paste0(
     "library(memkit); tr <- gc_trace({message('hello'); x <- lapply(1:1e5, function(i) numeric(10)); 1}); ",
     "saveRDS(list(interactive = interactive(), n = nrow(as.data.frame(tr)), ",
-    "span = tr$gc_end - tr$gc_start - 1L, sink = sink.number(type = 'message'), ",
+    "span = tr$gc_end - tr$gc_start, sink = sink.number(type = 'message'), ",
     "gcinfo = gcinfo(FALSE)), '%s')"), out)
   Sys.sleep(1)
   system2("tmux", c("send-keys", "-t", session, shQuote(code), "Enter"))
@@ -399,7 +466,7 @@ test_that("the tracer survives gctorture() (heavy)", {
     tr <- memkit::gc_trace({ x <- lapply(1:5, function(i) numeric(10)); gc(); length(x) })
     gctorture(FALSE)
     ev <- as.data.frame(tr)
-    list(value = tr$value, n = nrow(ev), span = tr$gc_end - tr$gc_start - 1L,
+    list(value = tr$value, n = nrow(ev), span = tr$gc_end - tr$gc_start,
          consecutive = identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = nrow(ev))),
          explicit = sum(ev$explicit), sink = sink.number(type = "message"))
   }, timeout = 900)
