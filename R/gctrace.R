@@ -603,9 +603,7 @@ gctrace_events <- function(recs, cbs, v, end) {
     if (v$depth > 0L) s <- s[-seq_len(min(v$depth, length(s)))]
     s
   })
-  call <- vapply(stacks, function(s) {
-    if (length(s) == 0L) NA_character_ else deparse_call(s[[length(s)]])
-  }, character(1))
+  call <- call_texts(lapply(stacks, function(s) if (length(s)) s[[length(s)]]))
 
   # Heap after each reported collection.
   nused <- recs$ncells_mb[rows_rec] * mega
@@ -637,6 +635,35 @@ gctrace_events <- function(recs, cbs, v, end) {
 new_gc_events <- function(df) {
   class(df) <- c("gc_events", "data.frame")
   df
+}
+
+# The innermost calls as text. Most collections of a trace happen in a few
+# calls, and deparse() costs ten times an identical(): the last few distinct
+# calls and their text are kept at hand.
+call_texts <- function(calls) {
+  out <- rep(NA_character_, length(calls))
+  seen <- vector("list", 8L)
+  seen_text <- character(8L)
+  nseen <- 0L
+  for (j in seq_along(calls)) {
+    x <- calls[[j]]
+    if (is.null(x)) next
+    hit <- 0L
+    for (k in seq_len(nseen)) {
+      if (identical(seen[[k]], x)) { hit <- k; break }
+    }
+    if (hit == 0L) {
+      # Newest first; the oldest falls out.
+      hit <- 1L
+      seen[2:8] <- seen[1:7]
+      seen_text[2:8] <- seen_text[1:7]
+      seen[1L] <- list(x)
+      seen_text[[1L]] <- deparse_call(x)
+      nseen <- min(nseen + 1L, 8L)
+    }
+    out[[j]] <- seen_text[[hit]]
+  }
+  out
 }
 
 deparse_call <- function(x) {

@@ -5,8 +5,9 @@
 #
 # Writes bench/results/gctrace.md. Runs are paired (plain, traced) and
 # interleaved in one process, the order inside each pair alternating, so that
-# drift on a shared machine hits both sides alike; the overhead is the median
-# of the per-pair ratios, with a distribution-free 95% interval for it.
+# drift on a shared machine hits both sides alike, and both runs of a pair
+# start from the same collector state (gc_align() below); the overhead is the
+# median of the per-pair ratios, with a distribution-free 95% interval for it.
 # MEMKIT_BENCH_PAIRS sets the number of pairs (default 80, at least 10): on a
 # virtual machine where single runs of memory-bound code vary by 10-30%, ten
 # pairs leave the median uncertain by several percent.
@@ -67,30 +68,57 @@ cpu <- function() { p <- proc.time(); p[["user.self"]] + p[["sys.self"]] }
 
 source(file.path("bench", "common.R"))
 
+# R's collector makes a level-1 collection after every 20 level-0 ones and a
+# level-2 after every 5 level-1 ones, by counters that a full gc() leaves
+# alone. Whether a run holds one of these costlier collections (15 and 65 ms
+# on the typical workload, against 3 ms for level 0) depends on where the
+# counters stand when it starts, so the two runs of a pair would differ by
+# chance. Each pair draws a phase instead, and both of its runs start from
+# the same collector state: minor collections until R makes a level-2
+# collection by its schedule (both counters then start over, and the heap is
+# clean), then `phase` more. Over the pairs the phase covers the whole cycle,
+# so the costlier collections fall where the traced run's own collection
+# puts them, as they would in use.
+gc_level <- function() {
+  out <- character()
+  con <- textConnection("out", "w", local = TRUE)
+  sink(con, type = "message")
+  on.exit({ sink(type = "message"); close(con) })
+  gc(verbose = TRUE, full = FALSE)
+  line <- grep("level [0-9]", out, value = TRUE)
+  if (length(line)) as.integer(sub(".*level ([0-9]).*", "\\1", line[[1L]])) else NA_integer_
+}
+gc_align <- function(phase) {
+  for (i in 1:400) if (identical(gc_level(), 2L)) break
+  for (i in seq_len(phase)) gc(full = FALSE)
+  invisible()
+}
+cycle <- 126L   # collections in one cycle of the two counters: 21 * 6
+
 measure <- function(workload) {
   workload()                      # warm up: byte-compile, grow the heap once
   invisible(gc_trace(workload()))
   plain <- traced <- plain_cpu <- traced_cpu <- n_gc <- numeric(pairs)
-  # Each run starts from the same heap: a full collection first, outside the
-  # timing, in both arms (the traced arm's own bracketing collections stay
-  # inside its timing).
-  run_plain <- function() {
-    gc(full = TRUE)
+  phases <- sample(rep_len(sample(0:(cycle - 1L)), pairs))
+  # The collector's state is set outside the timing, in both arms (the
+  # traced arm's own marker collection stays inside its timing).
+  run_plain <- function(phase) {
+    gc_align(phase)
     c0 <- cpu(); t0 <- now()
     workload()
     c(now() - t0, cpu() - c0, NA)
   }
-  run_traced <- function() {
-    gc(full = TRUE)
+  run_traced <- function(phase) {
+    gc_align(phase)
     c0 <- cpu(); t0 <- now()
     tr <- gc_trace(workload())
     c(now() - t0, cpu() - c0, nrow(as.data.frame(tr)))
   }
   for (r in seq_len(pairs)) {
     if (r %% 2L == 1L) {
-      p <- run_plain(); q <- run_traced()
+      p <- run_plain(phases[[r]]); q <- run_traced(phases[[r]])
     } else {
-      q <- run_traced(); p <- run_plain()
+      q <- run_traced(phases[[r]]); p <- run_plain(phases[[r]])
     }
     plain[[r]] <- p[[1L]]; plain_cpu[[r]] <- p[[2L]]
     traced[[r]] <- q[[1L]]; traced_cpu[[r]] <- q[[2L]]; n_gc[[r]] <- q[[3L]]
@@ -127,9 +155,11 @@ out <- c(
           cpu_model, parallel::detectCores(), si$running, R.version.string,
           utils::packageVersion("memkit"),
           if (has_bench) sprintf(", bench %s", utils::packageVersion("bench")) else ""),
-  sprintf(paste("Each workload: %d paired runs (plain, traced) interleaved in one process, the order alternating;",
-                "each run starts after a full collection (outside the timing). The overhead is the median of the",
-                "per-pair ratios, with a distribution-free 95%% interval (order statistics)."), pairs),
+  sprintf(paste("Each workload: %d paired runs (plain, traced) interleaved in one process, the order alternating.",
+                "Both runs of a pair start from the same collector state, set outside the timing: a clean heap and",
+                "R's level-1 and level-2 counters at the same point of their cycle, a point drawn for each pair so",
+                "that the pairs cover the whole cycle. The overhead is the median of the per-pair ratios, with a",
+                "distribution-free 95%% interval (order statistics)."), pairs),
   ""
 )
 

@@ -498,3 +498,14 @@ test_that("unloading memkit after (or during) a trace leaves nothing pointing in
   expect_identical(res$value$sink, 2L)
   expect_false(res$value$gcinfo)
 })
+
+test_that("call texts are each call deparsed, however often calls repeat", {
+  calls <- c(list(quote(f(1L)), quote(f(1)), NULL, quote(`my fun`(a, b = "x"))),
+             lapply(1:12, function(i) call("g", i)), list(quote(f(1L))),
+             lapply(12:1, function(i) call("g", i)), list(quote(f(1)), NULL))
+  expected <- vapply(calls, function(x) {
+    if (is.null(x)) NA_character_ else deparse(x, width.cutoff = 60L, backtick = TRUE, nlines = 1L)
+  }, character(1))
+  expect_identical(call_texts(calls), expected)
+  expect_identical(call_texts(list()), character())
+})
