@@ -319,7 +319,7 @@ gctrace_with_user_sink <- function(code) {
     the_gc$window <- FALSE
     # Collections meanwhile went unreported: the end of a trace with no
     # report since must be marked (gctrace_tail_known()).
-    the_gc$window_nrec <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
+    the_gc$window_nrec <- gctrace_nrec()
   })
   if (nzchar(text)) cat(text, file = stderr())
   code
@@ -353,12 +353,17 @@ user_call <- function(call) {
   call
 }
 
+# How many reports the tracer has read (all R has printed so far) and how
+# many callbacks it has recorded.
+gctrace_nrec <- function() attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
+gctrace_ncb <- function() attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
+
 # A collection whose report and exact figures bracket a trace.
 gctrace_mark <- function() gc(verbose = TRUE, full = FALSE)
 
 gctrace_mark_point <- function() {
-  cb0 <- attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
-  nrec0 <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
+  cb0 <- gctrace_ncb()
+  nrec0 <- gctrace_nrec()
   gctrace_check_sink()
   gct_before <- gc.time()[[3L]]
   mono_before <- .Call(ffi_utils_now)
@@ -366,7 +371,7 @@ gctrace_mark_point <- function() {
   gct <- gc.time()[[3L]]
   mono <- .Call(ffi_utils_now)
   cbs <- .Call(ffi_gctrace_callbacks, cb0)
-  nrec <- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
+  nrec <- gctrace_nrec()
   # The callback that ran inside gctrace_mark()'s gc() had drained every
   # report printed before it: the marker's is the last of those.
   mine <- which(vapply(cbs$stack, is_mark_stack, logical(1)))
@@ -521,7 +526,8 @@ gctrace_events <- function(recs, cbs, v, end) {
   cb_explicit <- vapply(cbs$stack, is_gc_stack, logical(1))
   # memkit's own markers (of nested traces) are gc(verbose = TRUE): each
   # printed its report.
-  cb_mark <- cb_explicit & vapply(cbs$stack, is_mark_stack, logical(1))
+  cb_mark <- cb_explicit
+  cb_mark[cb_explicit] <- vapply(cbs$stack[cb_explicit], is_mark_stack, logical(1))
   claims <- vector("list", last)          # callbacks claiming slots of each gap
   seen_explicit <- rep(FALSE, K)
   prev <- 1L

@@ -75,6 +75,11 @@ SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
 #define TEXT_MAX ((size_t) 16 << 20)
 
 typedef struct {
+  int nrec;
+  double mono, gctime;
+} cbrec;
+
+typedef struct {
   double mono;
   int n, c0, c1, c2, level;
   double ncells_mb, vcells_mb;
@@ -111,8 +116,7 @@ static struct {
   /* Main thread only. */
   int armed;
   long generation;
-  int *cb_nrec;
-  double *cb_mono, *cb_gctime;
+  cbrec *cb;           /* one per callback: reports seen, time, gc.time() */
   size_t ncb, capcb;
   double cb_dropped;
   int hook_nrec;        /* reports seen by the previous callback */
@@ -523,17 +527,9 @@ static SEXP light_calls(SEXP calls) {
 
 static int grow_callbacks(void) {
   if (G.ncb < G.capcb) return 1;
-  size_t cap = G.capcb ? 2 * G.capcb : 256;
-  int *a = realloc(G.cb_nrec, cap * sizeof *a);
-  if (a == NULL) return 0;
-  G.cb_nrec = a;
-  double *b = realloc(G.cb_mono, cap * sizeof *b);
-  if (b == NULL) return 0;
-  G.cb_mono = b;
-  double *c = realloc(G.cb_gctime, cap * sizeof *c);
+  cbrec *c = mk_grow(G.cb, &G.capcb, sizeof *c, 256);
   if (c == NULL) return 0;
-  G.cb_gctime = c;
-  G.capcb = cap;
+  G.cb = c;
   return 1;
 }
 
@@ -595,19 +591,14 @@ static void sentinel_fired(SEXP key) {
     stacks = bigger;
   }
   SET_VECTOR_ELT(stacks, (R_xlen_t) G.ncb, stack);
-  G.cb_nrec[G.ncb] = nrec;
-  G.cb_mono[G.ncb] = now;
-  G.cb_gctime[G.ncb] = gctime;
+  G.cb[G.ncb] = (cbrec) {nrec, now, gctime};
   G.ncb++;
   UNPROTECT(nprot);
 }
 
 static void free_callbacks(void) {
-  free(G.cb_nrec);
-  free(G.cb_mono);
-  free(G.cb_gctime);
-  G.cb_nrec = NULL;
-  G.cb_mono = G.cb_gctime = NULL;
+  free(G.cb);
+  G.cb = NULL;
   G.ncb = G.capcb = 0;
   G.cb_dropped = 0;
 }
@@ -754,9 +745,9 @@ SEXP ffi_gctrace_callbacks(SEXP from_) {
   SEXP st = Rf_allocVector(VECSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 3, st);
   SEXP stacks = G.keep == NULL ? R_NilValue : stacks_slot();
   for (size_t i = 0; i < m; i++) {
-    INTEGER(nrec)[i] = G.cb_nrec[from + i];
-    REAL(mono)[i] = G.cb_mono[from + i];
-    REAL(gct)[i] = G.cb_gctime[from + i];
+    INTEGER(nrec)[i] = G.cb[from + i].nrec;
+    REAL(mono)[i] = G.cb[from + i].mono;
+    REAL(gct)[i] = G.cb[from + i].gctime;
     SET_VECTOR_ELT(st, (R_xlen_t) i, VECTOR_ELT(stacks, (R_xlen_t) (from + i)));
   }
   Rf_setAttrib(out, Rf_install("total"), Rf_ScalarReal((double) n));

@@ -17,12 +17,17 @@ gc_report <- function() {
 
 # Every collection between the trace's two ends is one row, in order, and
 # the rows per level equal R's own per-level totals.
-expect_complete <- function(tr, before, after) {
+expect_numbered <- function(tr) {
   ev <- as.data.frame(tr)
-  expect_gt(tr$gc_start, before$gc)
-  expect_lt(tr$gc_end, after$gc)
   expect_identical(ev$gc, seq.int(tr$gc_start + 1L, length.out = tr$gc_end - tr$gc_start))
   expect_identical(tabulate(ev$level + 1L, 3L), tr$levels_end - tr$levels_start)
+  invisible(ev)
+}
+
+expect_complete <- function(tr, before, after) {
+  expect_gt(tr$gc_start, before$gc)
+  expect_lt(tr$gc_end, after$gc)
+  ev <- expect_numbered(tr)
   # The bracket saw at least as many collections as the trace holds, and
   # the start marker.
   expect_gte(after$gc - before$gc - 1L, nrow(ev) + 1L)
@@ -93,9 +98,7 @@ traced_twice <- function(expr) {
   after <- gc_report()
   outer_ev <- expect_complete(outer, before, after)
   inner <- outer$value
-  inner_ev <- as.data.frame(inner)
-  expect_identical(inner_ev$gc, seq.int(inner$gc_start + 1L, length.out = inner$gc_end - inner$gc_start))
-  expect_identical(tabulate(inner_ev$level + 1L, 3L), inner$levels_end - inner$levels_start)
+  inner_ev <- expect_numbered(inner)
   expect_true(all(inner_ev$gc %in% outer_ev$gc))
   list(inner = inner, inner_ev = inner_ev, markers = marker_rows(outer))
 }
