@@ -1,5 +1,58 @@
-# Classed conditions. Every error memkit raises has class
-# c("memkit_error_<kind>", "memkit_error", "error", "condition").
+# Classed conditions: the one taxonomy of memkit's errors and warnings,
+# documented in ?memkit_errors. Every error memkit raises has class
+# c("memkit_error_<kind>", "memkit_error", "error", "condition"); every
+# warning c("memkit_warning_<kind>", "memkit_warning", "warning", "condition").
+
+#' The errors and warnings memkit signals
+#'
+#' Every error memkit raises is a condition of class
+#' `c("memkit_error_<kind>", "memkit_error", "error", "condition")`, and every
+#' warning one of class
+#' `c("memkit_warning_<kind>", "memkit_warning", "warning", "condition")`,
+#' so code can catch one kind with `tryCatch(..., memkit_error_file = )` or
+#' all of them with `memkit_error`. The kinds:
+#'
+#' \describe{
+#'   \item{`argument`}{An argument has a bad value: wrong length, out of
+#'     range, a name that is not bound. The message names the argument and
+#'     the value.}
+#'   \item{`type`}{An object is of the wrong type or class, such as a list
+#'     where a numeric matrix is needed.}
+#'   \item{`file`}{The operating system refused a file operation (open,
+#'     create, map, rename, resize). The condition has fields `errno` (the
+#'     system's error number) and `path`.}
+#'   \item{`disk`}{No room is left on the disk (or the file system's limit
+#'     on file sizes was reached) for a file memkit creates or grows;
+#'     fields `errno` and `path`. The file is left as it was.}
+#'   \item{`format`}{A file or a saved reference is not what memkit wrote, or
+#'     was changed since: a bad header, a checksum that does not match, a
+#'     size that disagrees with the file, a file that shrank under a
+#'     mapping. Field `path` where one is known.}
+#'   \item{`memory`}{memkit could not allocate the memory it needs for its
+#'     own work (the walk of an object graph, a buffer).}
+#'   \item{`state`}{An object or the session is in the wrong state for the
+#'     call: a closed matrix, a trace that is not running, a locked
+#'     environment.}
+#'   \item{`system`}{Another call to the operating system failed (a thread,
+#'     a pipe, a clock); fields `errno` and `path` (`NA` when no path is
+#'     involved).}
+#'   \item{`unsupported`}{This platform or this R lacks what the call needs.}
+#'   \item{`internal`}{A bug in memkit: please report it.}
+#' }
+#'
+#' Warnings use the same kinds, for example `memkit_warning_memory` when the
+#' sampler drops samples for want of memory.
+#'
+#' @name memkit_errors
+#' @aliases memkit_error memkit_warning
+#' @keywords internal
+#' @examples
+#' tryCatch(mem_retained("no_such_binding", new.env()),
+#'          memkit_error_argument = function(e) conditionMessage(e))
+NULL
+
+mk_error_kinds <- c("argument", "type", "file", "disk", "format", "memory",
+                    "state", "system", "unsupported", "internal")
 
 mk_condition <- function(kind, message, call = NULL, ...) {
   structure(
@@ -12,6 +65,14 @@ mk_condition <- function(kind, message, call = NULL, ...) {
 # the user sees the exported function they called.
 mk_abort <- function(kind, message, ..., call = sys.call(-1L)) {
   stop(mk_condition(kind, message, call = call, ...))
+}
+
+# Signal a classed memkit warning.
+mk_warn <- function(kind, message, ..., call = sys.call(-1L)) {
+  warning(structure(
+    class = c(paste0("memkit_warning_", kind), "memkit_warning", "warning", "condition"),
+    list(message = message, call = call, ...)
+  ))
 }
 
 # Called from C (src/errors.c) with the message already formatted.

@@ -637,7 +637,7 @@ static void sizes_cleanup(void *data) {
 }
 
 static void oom(void) {
-  mk_error("size", "not enough memory to walk the object graph");
+  mk_error("memory", "not enough memory to walk the object graph");
 }
 
 static SEXP sizes_body(void *data) {
