@@ -64,7 +64,7 @@ retained_bytes <- function(res) {
 }
 
 # Everything R keeps alive that the API reaches, beyond what C finds on its
-# own (the global, base and empty environments, the namespace registry).
+# own (the global, base and empty environments): the loaded namespaces too.
 # sys.function() of each frame, its call and its on.exit() expression are
 # roots just as the frame is. The frames of memkit's own calls are included:
 # they hold only names and environments.
@@ -76,7 +76,8 @@ session_roots <- function(envir) {
   # shadow it.
   on_exit <- as.call(list(sys.on.exit))
   exits <- lapply(frames, function(f) eval(on_exit, f))
-  list(envir, frames, calls, funs, exits, search_envs())
+  namespaces <- lapply(loadedNamespaces(), getNamespace)
+  list(envir, frames, calls, funs, exits, search_envs(), namespaces)
 }
 
 search_envs <- function() {
@@ -446,27 +447,65 @@ mem_dupes <- function(x, min_bytes = 1e4) {
   check_scalar_number(min_bytes, min = 0)
   label <- deparse(substitute(x), width.cutoff = 60L, nlines = 1L)
   if (!grepl("^[A-Za-z.][A-Za-z0-9._]*$", label)) label <- "x"
-  found <- collect_vectors(x, label, min_bytes)
+  found <- .Call(ffi_retained_vectors, x, as.double(min_bytes))
   h <- .Call(ffi_retained_hash, found$vecs)
   group <- h[[1L]]
   keep <- !is.na(group) & h[[2L]] >= min_bytes
   ids <- h[[3L]]
   rows <- split(which(keep), group[keep])
   rows <- rows[vapply(rows, function(r) length(unique(ids[r])) > 1L, logical(1))]
+  first <- vapply(rows, function(r) r[[1L]], integer(1))
+  size <- h[[2L]][first]
+  copies <- vapply(rows, function(r) length(unique(ids[r])), integer(1))
   out <- data.frame(
-    type = vapply(rows, function(r) typeof(found$vecs[[r[[1L]]]]), character(1)),
-    length = vapply(rows, function(r) as.double(length(found$vecs[[r[[1L]]]])), double(1)),
+    type = vapply(found$vecs[first], typeof, character(1)),
+    length = as.double(lengths(found$vecs[first])),
     stringsAsFactors = FALSE
   )
-  size <- vapply(rows, function(r) h[[2L]][[r[[1L]]]], double(1))
-  copies <- vapply(rows, function(r) length(unique(ids[r])), integer(1))
   out$size <- new_mem_bytes(size)
   out$copies <- copies
   out$wasted <- new_mem_bytes(size * (copies - 1L))
-  out$paths <- lapply(rows, function(r) found$paths[r])
+  out$paths <- lapply(rows, function(r) walk_paths(found, found$path[r], label))
   out <- out[order(-size * (copies - 1L)), , drop = FALSE]
   rownames(out) <- NULL
   structure(out, class = c("mem_dupes", "data.frame"))
+}
+
+# R code that reaches each node, from the walker's path records (src/walk.h:
+# a record per edge, with its parent record, kind, name and index).
+walk_paths <- function(found, ids, label) {
+  vapply(ids, function(id) {
+    steps <- integer()
+    while (!is.na(id)) {
+      steps <- c(id, steps)
+      id <- found$parent[[id]]
+    }
+    path <- label
+    nexts <- 0L
+    for (s in steps) {
+      kind <- found$kind[[s]]
+      name <- found$name[[s]]
+      index <- found$index[[s]]
+      # Edge kinds: 1 element, 2 attribute, 3 slot, 4 binding, 5 formals,
+      # 6 body, 7 environment, 8 parent, 9 code, 10 value, 11 next cell.
+      path <- switch(
+        as.character(kind),
+        "1" = if (!is.na(name)) paste0(path, "$", r_name(name)) else
+          sprintf("%s[[%.0f]]", path, if (index > 0) index else nexts + 1),
+        "2" = if (identical(name, ".Environment")) sprintf("environment(%s)", path) else
+          sprintf("attr(%s, \"%s\")", path, name),
+        "3" = paste0(path, "@", r_name(name)),
+        "4" = paste0(path, "$", r_name(name)),
+        "5" = sprintf("formals(%s)", path),
+        "6" = sprintf("body(%s)", path),
+        "7" = sprintf("environment(%s)", path),
+        "8" = sprintf("parent.env(%s)", path),
+        path
+      )
+      nexts <- if (kind == 11L) nexts + 1L else 0L
+    }
+    path
+  }, character(1))
 }
 
 #' @export
@@ -493,83 +532,6 @@ print.mem_dupes <- function(x, ...) {
   }, character(1))
   print(df, right = FALSE, row.names = FALSE)
   invisible(x)
-}
-
-# The vectors inside x that could be at least min_bytes, with the R code
-# that reaches each. An explicit stack (nesting depth is unbounded) and a set
-# of environments already walked (they may hold themselves).
-collect_vectors <- function(x, label, min_bytes) {
-  stack <- vector("list", 64L)
-  top <- 0L
-  push <- function(obj, path) {
-    if (top == length(stack)) length(stack) <<- 2L * top
-    top <<- top + 1L
-    stack[[top]] <<- list(obj, path)
-  }
-  vecs <- list()
-  paths <- character()
-  nv <- 0L
-  seen <- new.env(hash = TRUE, parent = emptyenv())
-  opaque <- c(list(globalenv(), baseenv(), emptyenv()), search_envs())
-  is_opaque <- function(env) {
-    isNamespace(env) || any(vapply(opaque, identical, logical(1), env))
-  }
-  elt_bytes <- c(logical = 4, integer = 4, double = 8, complex = 16,
-                 character = 8, raw = 1)
-  push(x, label)
-  root <- TRUE
-  while (top > 0L) {
-    item <- stack[[top]]
-    stack[top] <- list(NULL)
-    top <- top - 1L
-    obj <- item[[1L]]
-    path <- item[[2L]]
-    # Pushed in reverse, so that paths come out in order: elements first,
-    # then attributes.
-    if (!is.environment(obj) && !is.function(obj)) {
-      at <- attributes(obj)
-      for (a in rev(names(at))) {
-        push(at[[a]], sprintf("attr(%s, \"%s\")", path, a))
-      }
-    }
-    if (is.environment(obj)) {
-      key <- format(obj)
-      if (!is.null(seen[[key]]) || (!root && is_opaque(obj))) next
-      seen[[key]] <- TRUE
-      b <- .Call(ffi_session_bindings, obj)
-      vals <- which(b[[2L]] == "value")
-      for (i in rev(vals[order(b[[1L]][vals])])) {
-        nm <- b[[1L]][[i]]
-        push(get(nm, envir = obj, inherits = FALSE), paste0(path, "$", r_name(nm)))
-      }
-    } else if (is.function(obj)) {
-      env <- environment(obj)
-      if (!is.null(env)) push(env, sprintf("environment(%s)", path))
-    } else if (is.list(obj)) {
-      nms <- names(obj)
-      unique_name <- if (is.null(nms)) logical(length(obj)) else
-        !is.na(nms) & nzchar(nms) & !(duplicated(nms) | duplicated(nms, fromLast = TRUE))
-      for (i in rev(seq_along(obj))) {
-        el <- .subset2(obj, i)
-        if (is.null(el) || is.atomic(el) && is.null(attributes(el)) &&
-            length(el) * elt_bytes[[typeof(el)]] < min_bytes - 56) next
-        p <- if (unique_name[[i]]) {
-          paste0(path, "$", r_name(nms[[i]]))
-        } else {
-          sprintf("%s[[%d]]", path, i)
-        }
-        push(el, p)
-      }
-    } else if (is.atomic(obj)) {
-      if (length(obj) * elt_bytes[[typeof(obj)]] >= min_bytes - 56) {
-        nv <- nv + 1L
-        vecs[[nv]] <- obj
-        paths[[nv]] <- path
-      }
-    }
-    root <- FALSE
-  }
-  list(vecs = vecs, paths = paths)
 }
 
 r_name <- function(nm) {

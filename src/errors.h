@@ -17,7 +17,13 @@
 #ifndef MEMKIT_ERRORS_H
 #define MEMKIT_ERRORS_H
 
-#include "compat.h"
+#if defined(__GNUC__) || defined(__clang__)
+# define MK_NORETURN __attribute__((noreturn))
+# define MK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+# define MK_NORETURN
+# define MK_PRINTF(a, b)
+#endif
 
 void mk_error(const char *kind, const char *fmt, ...) MK_NORETURN MK_PRINTF(2, 3);
 void mk_error_sys(const char *kind, int errnum, const char *path,

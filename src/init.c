@@ -31,7 +31,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_retained_size, 3),
   CALLDEF(ffi_retained_ls, 2),
   CALLDEF(ffi_retained_hash, 1),
-  CALLDEF(ffi_session_bindings, 1),
+  CALLDEF(ffi_retained_vectors, 2),
 
   /* file-backed matrices */
   CALLDEF(ffi_fm_create, 7),

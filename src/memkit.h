@@ -29,7 +29,7 @@ SEXP ffi_size_by_type(SEXP x);
 SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots);
 SEXP ffi_retained_ls(SEXP envir, SEXP roots);
 SEXP ffi_retained_hash(SEXP vecs);
-SEXP ffi_session_bindings(SEXP envir);
+SEXP ffi_retained_vectors(SEXP x, SEXP min_bytes);
 
 /* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
 SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dn_blob,

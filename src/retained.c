@@ -1,23 +1,18 @@
 /*
  * retained.c: what removing bindings would free (mem_retained(), mem_ls(),
- * mem_rm()), duplicated vectors (mem_dupes()).
+ * mem_rm()), duplicated vectors (mem_dupes()): visitors of the one walker.
  *
  * Retained size is a question about the whole session: a node is freed by
  * the next full collection when no root reaches it. So we first mark every
  * node reachable from the roots without passing through the chosen bindings
  * (the marking goes INTO the global environment, namespaces and the search
- * path, which the size walker treats as opaque), then walk from the chosen
- * bindings' values with the size walker, which skips what is marked. The
- * bindings' own cells (the pairlist cells of the frame) are freed too: each
- * is one 56-byte node.
+ * path, which sizes treat as opaque), then walk from the chosen bindings'
+ * values, skipping what is marked. The bindings' own cells are freed too:
+ * each is one 56-byte node.
  *
- * Roots come from two places: R hands over what R code can see (the call
- * stack's frames, calls and functions, on.exit expressions, the search
- * path), and C adds the global, base and empty environments and the
- * namespace registry. The base environment keeps its bindings in the
- * symbols themselves, so it is enumerated by name (R_lsInternal3() and
- * findVarInFrame(), which never forces a promise there; active bindings are
- * checked first and never called).
+ * Roots come from R, which hands over what R code can see: the call stack's
+ * frames, calls and functions, on.exit expressions, the search path and the
+ * loaded namespaces; C adds the global, base and empty environments.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,224 +20,107 @@
 
 #include "memkit.h"
 #include "errors.h"
-#include "compat.h"
 #include "walk.h"
 #include "utils.h"
-
-/* ---- marking ------------------------------------------------------------ */
-
-typedef struct {
-  mk_ptrset *seen;        /* marked nodes */
-  SEXP *stack;
-  size_t n, cap;
-  SEXP envir;             /* its bindings are handled by name */
-  mk_ptrset *skip_syms;   /* bindings of envir that are not roots; NULL: all */
-  int base_done;
-  double count;
-} marker;
 
 static void oom(void) {
   mk_error("memory", "not enough memory to walk the session's objects");
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-# define PREFETCH(p) __builtin_prefetch(p)
-#else
-# define PREFETCH(p) ((void) 0)
-#endif
+/* ---- marking ------------------------------------------------------------ */
 
-/* Nodes with nothing to follow: marked, never stacked. */
-static inline int is_leaf(SEXP x) {
-  switch (TYPEOF(x)) {
-  case CHARSXP:
-    return 1;
-  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP:
-    return !ALTREP(x) && mk_attrib(x) == R_NilValue;
-  default:
-    return 0;
+static int skip_all(SEXP sym, void *data) {
+  (void) sym;
+  (void) data;
+  return 1;
+}
+
+static int skip_named(SEXP sym, void *data) {
+  return mk_ptrset_has((const mk_ptrset *) data, sym);
+}
+
+/* Mark, in w's set, everything the roots reach, global nodes included,
+ * except through the bindings of envir that skip() names. */
+static void mark_roots(mk_walker *w, SEXP envir, mk_skip_fn skip, void *skip_data, SEXP roots) {
+  mk_walk_opts o;
+  memset(&o, 0, sizeof o);
+  o.follow_globals = 1;
+  o.edges.skip_env = envir;
+  o.edges.skip = skip;
+  o.edges.skip_data = skip_data;
+  mk_walker_set(w, &o);
+  SEXP fixed[] = {R_GlobalEnv, R_BaseEnv, R_BaseNamespace, R_EmptyEnv, roots};
+  mk_cost c = {0, 0, 0};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+    if (mk_walker_add(w, fixed[i], &c) != 0) oom();
   }
-}
-
-static void mark_push(marker *m, SEXP x) {
-  if (x == NULL || x == R_NilValue) return;
-  int rc = mk_ptrset_add(m->seen, x);
-  if (rc < 0) oom();
-  if (rc == 0 || is_leaf(x)) return;
-  if (m->n == m->cap) {
-    SEXP *st = mk_grow(m->stack, &m->cap, sizeof *st, 1024);
-    if (st == NULL) oom();
-    m->stack = st;
-  }
-  m->stack[m->n++] = x;
-}
-
-static void mark_visit(SEXP child, void *data) { mark_push(data, child); }
-
-static int skipped_binding(const marker *m, SEXP cell) {
-  return m->skip_syms == NULL || mk_ptrset_has(m->skip_syms, TAG(cell));
-}
-
-/* A chain of binding cells of `envir`: the cells of bindings that are not
- * roots are neither marked nor followed (removing the binding frees them). */
-static void mark_chain(marker *m, SEXP cell) {
-  for (; cell != R_NilValue; cell = CDR(cell)) {
-    if (skipped_binding(m, cell)) continue;
-    if (mk_ptrset_add(m->seen, cell) < 0) oom();
-    if (!mk_cell_immediate(cell)) mark_push(m, mk_field1(cell));
-    mark_push(m, mk_attrib(cell));
-  }
-}
-
-static void mark_envir(marker *m, SEXP env) {
-  mark_push(m, mk_attrib(env));
-  mark_push(m, mk_env_parent(env));
-  mark_chain(m, mk_env_frame(env));
-  SEXP ht = mk_env_hashtab(env);
-  if (ht != R_NilValue) {
-    /* The table itself stays; its chains are the bindings. */
-    if (mk_ptrset_add(m->seen, ht) < 0) oom();
-    R_xlen_t n = XLENGTH(ht);
-    for (R_xlen_t i = 0; i < n; i++) mark_chain(m, VECTOR_ELT(ht, i));
-  }
-}
-
-/* The base environment and base namespace keep their values in symbols. */
-static void mark_base(marker *m) {
-  if (m->base_done) return;
-  m->base_done = 1;
-  SEXP nms = PROTECT(R_lsInternal3(R_BaseEnv, TRUE, FALSE));
-  R_xlen_t n = XLENGTH(nms);
-  for (R_xlen_t i = 0; i < n; i++) {
-    SEXP sym = Rf_installTrChar(STRING_ELT(nms, i));
-    if (R_BindingIsActive(sym, R_BaseEnv)) {
-      mark_push(m, R_ActiveBindingFunction(sym, R_BaseEnv));
-    } else {
-      SEXP v = Rf_findVarInFrame(R_BaseEnv, sym);
-      if (v != R_UnboundValue) mark_push(m, v);
-    }
-  }
-  UNPROTECT(1);
-}
-
-static void mark_all(marker *m) {
-  while (m->n > 0) {
-    SEXP x = m->stack[--m->n];
-    if ((uint64_t) (m->count += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
-    switch (TYPEOF(x)) {
-    case SYMSXP:
-      /* Symbols are never freed, nor the strings that name them. Their
-       * values are the base environment's bindings (mark_base). */
-      mark_push(m, PRINTNAME(x));
-      continue;
-    case ENVSXP:
-      if (x == m->envir) {
-        mark_envir(m, x);
-        continue;
-      }
-      if (x == R_BaseEnv || x == R_BaseNamespace) mark_base(m);
-      break;
-    case STRSXP:
-    case VECSXP:
-    case EXPRSXP:
-      if (!ALTREP(x)) {
-        /* Elements in a tight loop, fetching nodes ahead: the marking is
-         * bound by memory latency. Unset slots of a deferred string's cache
-         * are NULL. */
-        mark_push(m, mk_attrib(x));
-        const SEXP *p = (const SEXP *) DATAPTR_RO(x);
-        R_xlen_t n = XLENGTH(x);
-        for (R_xlen_t i = 0; i < n; i++) {
-          if (i + 8 < n && p[i + 8] != NULL) PREFETCH(p[i + 8]);
-          mark_push(m, p[i]);
-        }
-        continue;
-      }
-      break;
-    default:
-      break;
-    }
-    mk_node_children(x, mark_visit, m);
-  }
-}
-
-static void mark_roots(marker *m, SEXP roots) {
-  mark_push(m, R_GlobalEnv);
-  mark_push(m, R_BaseEnv);
-  mark_push(m, R_BaseNamespace);
-  mark_push(m, R_EmptyEnv);
-  mark_push(m, R_NamespaceRegistry);
-  mark_push(m, roots);
-  mark_all(m);
+  mk_walker_set(w, NULL);
 }
 
 /* ---- the bindings of an environment ------------------------------------ */
 
-/* Calls fn for every binding cell of env, in frame then hash-table order. */
-typedef void (*cell_fn)(SEXP cell, void *data);
+typedef struct {
+  mk_binding *v;
+  size_t n, cap;
+  int oom;
+} bindings;
 
-static void for_each_cell(SEXP env, cell_fn fn, void *data) {
-  for (SEXP c = mk_env_frame(env); c != R_NilValue; c = CDR(c)) fn(c, data);
-  SEXP ht = mk_env_hashtab(env);
-  if (ht == R_NilValue) return;
-  R_xlen_t n = XLENGTH(ht);
-  for (R_xlen_t i = 0; i < n; i++) {
-    for (SEXP c = VECTOR_ELT(ht, i); c != R_NilValue; c = CDR(c)) fn(c, data);
+static void collect_binding(const mk_binding *b, void *data) {
+  bindings *bs = data;
+  if (bs->oom) return;
+  if (bs->n == bs->cap) {
+    mk_binding *v = mk_grow(bs->v, &bs->cap, sizeof *v, 64);
+    if (v == NULL) {
+      bs->oom = 1;
+      return;
+    }
+    bs->v = v;
+  }
+  bs->v[bs->n++] = *b;
+}
+
+/* "value" (a forced promise reads as one: reading it evaluates nothing),
+ * "promise" (not yet forced), "active" or "missing". */
+static const char *kind_name(int kind) {
+  switch (kind) {
+  case MK_BIND_DELAYED: return "promise";
+  case MK_BIND_ACTIVE: return "active";
+  case MK_BIND_MISSING: return "missing";
+  default: return "value";
   }
 }
 
-/* The node a binding cell holds (the value, the promise, or the active
- * binding's function), or NULL for an immediate value, which is not a node. */
-static SEXP cell_value(SEXP cell) {
-  return mk_cell_immediate(cell) ? NULL : mk_field1(cell);
+/* A promise the API hides is the binding's own node. */
+static int hidden_promise(const mk_binding *b) {
+  return b->promise == NULL && (b->kind == MK_BIND_DELAYED || b->kind == MK_BIND_FORCED);
 }
 
-/* "value", "promise" (not yet forced: a promise's first field is its value,
- * unbound until then), "active", or "missing" (a function's argument given
- * no value and no default). A forced promise reads as a value: reading it
- * evaluates nothing. */
-static const char *binding_kind(SEXP cell, SEXP env) {
-  SEXP v = cell_value(cell);
-  if (R_BindingIsActive(TAG(cell), env)) return "active";
-  if (v == R_MissingArg) return "missing";
-  if (v != NULL && TYPEOF(v) == PROMSXP && mk_field1(v) == R_UnboundValue) return "promise";
-  return "value";
+static void check_envir(SEXP envir) {
+  if (TYPEOF(envir) != ENVSXP) MK_INTERNAL_ERROR("envir must be an environment");
+  if (envir == R_BaseEnv || envir == R_BaseNamespace || envir == R_EmptyEnv) {
+    mk_error("argument", "`envir` can't be the base or empty environment: "
+             "their bindings can't be removed.");
+  }
 }
 
 /* ---- mem_retained() ------------------------------------------------------ */
 
 typedef struct {
   SEXP envir, syms, roots;
-  marker m;
   mk_ptrset *syms_set;
   mk_walker *w;
-  mk_cost cost;
+  bindings bs;
 } retained_call;
-
-static void marker_free(marker *m) {
-  free(m->stack);
-  m->stack = NULL;
-}
 
 static void retained_cleanup(void *data, Rboolean jump) {
   (void) jump;
   retained_call *c = data;
-  marker_free(&c->m);
   mk_walker_free(c->w);
   c->w = NULL;
   mk_ptrset_free(c->syms_set);
   c->syms_set = NULL;
-}
-
-static void count_named(SEXP cell, void *data) {
-  retained_call *c = data;
-  if (!mk_ptrset_has(c->syms_set, TAG(cell))) return;
-  mk_cost cc;
-  mk_node_cost(cell, &cc);
-  c->cost.ncells += cc.ncells;
-  c->cost.vcells += cc.vcells;
-  c->cost.bytes += cc.bytes;
-  SEXP v = cell_value(cell);
-  if (v != NULL && mk_walker_add(c->w, v, &c->cost) != 0) oom();
+  free(c->bs.v);
+  c->bs.v = NULL;
 }
 
 static SEXP retained_body(void *data) {
@@ -254,16 +132,24 @@ static SEXP retained_body(void *data) {
   for (R_xlen_t i = 0; i < n; i++) {
     if (mk_ptrset_add(c->syms_set, VECTOR_ELT(c->syms, i)) < 0) oom();
   }
-  c->m.seen = mk_walker_seen(c->w);
-  c->m.envir = c->envir;
-  c->m.skip_syms = c->syms_set;
-  mark_roots(&c->m, c->roots);
-  for_each_cell(c->envir, count_named, c);
+  mark_roots(c->w, c->envir, skip_named, c->syms_set, c->roots);
+  double marked = (double) mk_ptrset_size(mk_walker_seen(c->w));
+  mk_robj_bindings(c->envir, collect_binding, &c->bs);
+  if (c->bs.oom) oom();
+  mk_cost cost = {0, 0, 0};
+  for (size_t i = 0; i < c->bs.n; i++) {
+    const mk_binding *b = &c->bs.v[i];
+    if (!mk_ptrset_has(c->syms_set, b->sym)) continue;
+    /* The binding cell goes with the binding. */
+    cost.ncells += mk_cell_cost.ncells;
+    cost.bytes += mk_cell_cost.bytes;
+    if (mk_walker_add_binding(c->w, b, &cost) != 0) oom();
+  }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
-  REAL(out)[0] = c->cost.ncells;
-  REAL(out)[1] = c->cost.vcells;
-  REAL(out)[2] = c->cost.bytes;
-  REAL(out)[3] = (double) mk_ptrset_size(c->m.seen);
+  REAL(out)[0] = cost.ncells;
+  REAL(out)[1] = cost.vcells;
+  REAL(out)[2] = cost.bytes;
+  REAL(out)[3] = marked;
   UNPROTECT(1);
   return out;
 }
@@ -278,19 +164,12 @@ static SEXP names_to_syms(SEXP names) {
   return syms;
 }
 
-static void check_envir(SEXP envir) {
-  if (TYPEOF(envir) != ENVSXP) MK_INTERNAL_ERROR("envir must be an environment");
-  if (envir == R_BaseEnv || envir == R_BaseNamespace || envir == R_EmptyEnv) {
-    mk_error("argument", "`envir` can't be the base or empty environment: "
-             "their bindings can't be removed.");
-  }
-}
-
 /* c(ncells, vcells, bytes, marked nodes) that removing `names` from envir
  * and a full collection would free. */
 SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots) {
   check_envir(envir);
   if (TYPEOF(names) != STRSXP) MK_INTERNAL_ERROR("names must be a character vector");
+  mk_robj_reset();
   int nprot = 0;
   SEXP syms = PROTECT(names_to_syms(names)); nprot++;
   retained_call c;
@@ -315,7 +194,9 @@ SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots) {
  * Walks run in binding order, so a node already visited by the current walk
  * is one whose set's largest member is the current binding. */
 
-typedef struct { SEXP key; int val; } map_slot;
+/* A node, its set of bindings, and the nodes it owns (walk.h): ocells
+ * 56-byte cells and a hash table of tvcells Vcells. */
+typedef struct { SEXP key; int val, ocells, tvcells; } map_slot;
 
 typedef struct {
   map_slot *slots;
@@ -343,6 +224,7 @@ static map_slot *map_find(ptrmap *m, SEXP x) {
 }
 
 static int map_grow(ptrmap *m) {
+  if (m->cap > SIZE_MAX / 2 / sizeof(map_slot)) return -1;
   ptrmap bigger;
   if (map_init(&bigger, m->cap * 2) != 0) return -1;
   for (size_t i = 0; i < m->cap; i++) {
@@ -355,151 +237,121 @@ static int map_grow(ptrmap *m) {
   return 0;
 }
 
+/* Set s = parent set + {last}; set 0 is empty. trans_*: this walk's
+ * transition from s. */
+typedef struct { int parent, last, trans_walk, trans_to; } setnode;
+
 typedef struct {
-  int *parent, *last;        /* set = parent set + {last}; set 0 is empty */
-  int *trans_walk, *trans_to;/* this walk's transition from a set */
-  int n, cap;
+  setnode *v;
+  size_t n, cap;
 } setpool;
 
 static int pool_add(setpool *p, int parent, int last) {
+  if (p->n >= INT32_MAX) return -1;
   if (p->n == p->cap) {
-    int cap = p->cap ? 2 * p->cap : 256;
-    int *a = realloc(p->parent, (size_t) cap * sizeof(int));
-    if (a == NULL) return -1;
-    p->parent = a;
-    a = realloc(p->last, (size_t) cap * sizeof(int));
-    if (a == NULL) return -1;
-    p->last = a;
-    a = realloc(p->trans_walk, (size_t) cap * sizeof(int));
-    if (a == NULL) return -1;
-    p->trans_walk = a;
-    a = realloc(p->trans_to, (size_t) cap * sizeof(int));
-    if (a == NULL) return -1;
-    p->trans_to = a;
-    p->cap = cap;
+    setnode *v = mk_grow(p->v, &p->cap, sizeof *v, 256);
+    if (v == NULL) return -1;
+    p->v = v;
   }
-  p->parent[p->n] = parent;
-  p->last[p->n] = last;
-  p->trans_walk[p->n] = -1;
-  p->trans_to[p->n] = 0;
-  return p->n++;
+  p->v[p->n] = (setnode) {parent, last, -1, 0};
+  return (int) p->n++;
 }
 
 /* The set s + {walk}. */
 static int pool_extend(setpool *p, int s, int walk) {
-  if (p->trans_walk[s] == walk) return p->trans_to[s];
+  if (p->v[s].trans_walk == walk) return p->v[s].trans_to;
   int t = pool_add(p, s, walk);
   if (t < 0) return -1;
-  p->trans_walk[s] = walk;
-  p->trans_to[s] = t;
+  p->v[s].trans_walk = walk;
+  p->v[s].trans_to = t;
   return t;
 }
 
 typedef struct {
   SEXP envir, roots;
-  marker m;
-  mk_walker *w;          /* owns the marked set */
+  mk_walker *w;          /* the marked set */
+  mk_walker *lw;         /* the per-binding sharing walks */
   mk_walker *sw;         /* the per-binding size walks */
+  const mk_ptrset *marked;
   ptrmap map;
   setpool pool;
-  SEXP *cells;
-  int ncells, capcells;
-  SEXP *stack;
-  size_t sn, scap;
-  int walk;
+  bindings bs;
+  int walk, oom;
   int *used;
 } ls_call;
 
 static void ls_cleanup(void *data, Rboolean jump) {
   (void) jump;
   ls_call *c = data;
-  marker_free(&c->m);
   mk_walker_free(c->w);
+  mk_walker_free(c->lw);
   mk_walker_free(c->sw);
-  c->w = c->sw = NULL;
+  c->w = c->lw = c->sw = NULL;
   free(c->map.slots);
-  free(c->pool.parent);
-  free(c->pool.last);
-  free(c->pool.trans_walk);
-  free(c->pool.trans_to);
-  free(c->cells);
-  free(c->stack);
+  free(c->pool.v);
+  free(c->bs.v);
   free(c->used);
-  c->used = NULL;
   memset(&c->map, 0, sizeof c->map);
   memset(&c->pool, 0, sizeof c->pool);
-  c->cells = NULL;
-  c->stack = NULL;
+  c->bs.v = NULL;
+  c->used = NULL;
 }
 
-static void collect_cell(SEXP cell, void *data) {
+/* Enter x in the current binding's walk if it is unmarked and this walk
+ * has not been here yet; record that this binding reaches it. */
+static int ls_enter(SEXP x, void *data) {
   ls_call *c = data;
-  if (c->ncells == c->capcells) {
-    int cap = c->capcells ? 2 * c->capcells : 64;
-    SEXP *a = realloc(c->cells, (size_t) cap * sizeof(SEXP));
-    if (a == NULL) oom();
-    c->cells = a;
-    c->capcells = cap;
-  }
-  c->cells[c->ncells++] = cell;
-}
-
-static void ls_push(ls_call *c, SEXP x) {
-  if (c->sn == c->scap) {
-    SEXP *st = mk_grow(c->stack, &c->scap, sizeof *st, 1024);
-    if (st == NULL) oom();
-    c->stack = st;
-  }
-  c->stack[c->sn++] = x;
-}
-
-/* Visit a node in the current walk: record that this binding reaches it and
- * push it if the walk has not been here yet. */
-static void ls_visit(SEXP x, void *data) {
-  ls_call *c = data;
-  if (x == NULL || mk_ptrset_has(c->m.seen, x) || mk_is_global(x)) return;
-  if ((c->map.n + 1) * 4 > c->map.cap * 3 && map_grow(&c->map) != 0) oom();
+  if (mk_ptrset_has(c->marked, x)) return 0;
+  if ((c->map.n + 1) * 4 > c->map.cap * 3 && map_grow(&c->map) != 0) return -1;
   map_slot *s = map_find(&c->map, x);
   int set;
   if (s->key == NULL) {
     set = pool_extend(&c->pool, 0, c->walk);
-    if (set < 0) oom();
+    if (set < 0) return -1;
     s->key = x;
     s->val = set;
+    s->ocells = s->tvcells = 0;
     c->map.n++;
   } else {
-    if (c->pool.last[s->val] == c->walk) return;
+    if (c->pool.v[s->val].last == c->walk) return 0;
     set = pool_extend(&c->pool, s->val, c->walk);
-    if (set < 0) oom();
+    if (set < 0) return -1;
     s->val = set;
   }
-  ls_push(c, x);
+  return 1;
 }
 
-static void ls_walk(ls_call *c, SEXP root) {
-  ls_visit(root, c);
-  double count = 0;
-  while (c->sn > 0) {
-    SEXP x = c->stack[--c->sn];
-    if ((uint64_t) (count += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
-    mk_node_children(x, ls_visit, c);
-  }
+static void ls_owned(void *data, SEXP owner, const mk_cost *c) {
+  ls_call *cl = data;
+  map_slot *s = map_find(&cl->map, owner);
+  if (s->key != owner) return;   /* not entered by this walk: cannot happen */
+  /* A hash table is the one owned node with Vcells. */
+  s->ocells = (int) (c->vcells > 0 ? c->ncells - 1 : c->ncells);
+  s->tvcells = (int) c->vcells;
 }
 
 static SEXP ls_body(void *data) {
   ls_call *c = data;
   int nprot = 0;
   c->w = mk_walker_new(1u << 19);
-  if (c->w == NULL) oom();
-  c->m.seen = mk_walker_seen(c->w);
-  c->m.envir = c->envir;
-  c->m.skip_syms = NULL;        /* none of envir's bindings is a root */
-  mark_roots(&c->m, c->roots);
-  double marked = (double) mk_ptrset_size(c->m.seen);
+  c->lw = mk_walker_new(0);
+  if (c->w == NULL || c->lw == NULL) oom();
+  mark_roots(c->w, c->envir, skip_all, NULL, c->roots);
+  c->marked = mk_walker_seen(c->w);
+  double marked = (double) mk_ptrset_size(c->marked);
 
-  for_each_cell(c->envir, collect_cell, c);
-  int n = c->ncells;
+  mk_robj_bindings(c->envir, collect_binding, &c->bs);
+  if (c->bs.oom) oom();
+  if (c->bs.n > INT32_MAX / 3) oom();
+  int n = (int) c->bs.n;
   if (map_init(&c->map, 1u << 12) != 0 || pool_add(&c->pool, 0, -1) < 0) oom();
+  mk_walk_opts o;
+  memset(&o, 0, sizeof o);
+  o.enter = ls_enter;
+  o.enter_data = c;
+  o.owned = ls_owned;
+  o.owned_data = c;
+  mk_walker_set(c->lw, &o);
 
   SEXP names = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
   SEXP kind = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
@@ -510,59 +362,60 @@ static SEXP ls_body(void *data) {
   mk_cost total_size = {0, 0, 0};
   mk_cost total_ret = {0, 0, 0};
 
-  c->sw = mk_walker_new(0);
-  if (c->sw == NULL) oom();
   for (int i = 0; i < n; i++) {
-    SEXP cell = c->cells[i];
-    SEXP sym = TAG(cell);
-    SEXP v = cell_value(cell);
-    SET_STRING_ELT(names, i, PRINTNAME(sym));
-    const char *k = binding_kind(cell, c->envir);
-    SET_STRING_ELT(kind, i, Rf_mkChar(k));
-    /* The binding cell is this binding's alone. */
-    mk_cost cc;
-    mk_node_cost(cell, &cc);
-    r[i] += cc.ncells;
-    r[i + n] += cc.vcells;
-    r[i + 2 * n] += cc.bytes;
-    total_ret.ncells += cc.ncells;
-    total_ret.vcells += cc.vcells;
-    total_ret.bytes += cc.bytes;
-    if (v == NULL) {
-      REAL(size)[i] = 0;
-      continue;
+    const mk_binding *b = &c->bs.v[i];
+    SET_STRING_ELT(names, i, PRINTNAME(b->sym));
+    SET_STRING_ELT(kind, i, Rf_mkChar(kind_name(b->kind)));
+    /* The binding cell, and a promise the API hides, are this binding's alone. */
+    mk_cost own = mk_cell_cost;
+    if (hidden_promise(b)) {
+      own.ncells += mk_cell_cost.ncells;
+      own.bytes += mk_cell_cost.bytes;
     }
+    r[i] += own.ncells;
+    r[i + n] += own.vcells;
+    r[i + 2 * n] += own.bytes;
+    total_ret.ncells += own.ncells;
+    total_ret.vcells += own.vcells;
+    total_ret.bytes += own.bytes;
     /* Its own size, as mem_size() gives it. */
     mk_cost sc = {0, 0, 0};
     mk_walker_free(c->sw);
     c->sw = mk_walker_new(0);
-    if (c->sw == NULL || mk_walker_add(c->sw, v, &sc) != 0) oom();
+    if (c->sw == NULL || mk_walker_add_binding(c->sw, b, &sc) != 0) oom();
     REAL(size)[i] = sc.bytes;
     c->walk = i;
-    ls_walk(c, v);
+    mk_cost ignored = {0, 0, 0};
+    if (mk_walker_add_binding(c->lw, b, &ignored) != 0) oom();
   }
   /* The combined size of all bindings, shared memory once. */
   mk_walker_free(c->sw);
   c->sw = mk_walker_new(0);
   if (c->sw == NULL) oom();
   for (int i = 0; i < n; i++) {
-    SEXP v = cell_value(c->cells[i]);
-    if (v != NULL && mk_walker_add(c->sw, v, &total_size) != 0) oom();
+    if (mk_walker_add_binding(c->sw, &c->bs.v[i], &total_size) != 0) oom();
   }
 
   /* Sum retained costs; note which shared sets occur. */
-  c->used = calloc((size_t) c->pool.n, sizeof(int));
+  c->used = calloc(c->pool.n ? c->pool.n : 1, sizeof(int));
   if (c->used == NULL) oom();
   for (size_t j = 0; j < c->map.cap; j++) {
     map_slot *s = &c->map.slots[j];
     if (s->key == NULL) continue;
     mk_cost cc;
     mk_node_cost(s->key, &cc);
+    cc.ncells += s->ocells;
+    cc.bytes += 56.0 * s->ocells;
+    if (s->tvcells > 0) {
+      cc.ncells += 1;
+      cc.vcells += s->tvcells;
+      cc.bytes += 48 + 8.0 * s->tvcells;
+    }
     total_ret.ncells += cc.ncells;
     total_ret.vcells += cc.vcells;
     total_ret.bytes += cc.bytes;
-    if (c->pool.parent[s->val] == 0) {
-      int i = c->pool.last[s->val];
+    if (c->pool.v[s->val].parent == 0) {
+      int i = c->pool.v[s->val].last;
       r[i] += cc.ncells;
       r[i + n] += cc.vcells;
       r[i + 2 * n] += cc.bytes;
@@ -571,16 +424,16 @@ static SEXP ls_body(void *data) {
     }
   }
   int nshared = 0;
-  for (int s = 0; s < c->pool.n; s++) nshared += c->used[s];
+  for (size_t s = 0; s < c->pool.n; s++) nshared += c->used[s];
   SEXP shared = PROTECT(Rf_allocVector(VECSXP, nshared)); nprot++;
-  for (int s = 0, j = 0; s < c->pool.n; s++) {
+  for (size_t s = 0, j = 0; s < c->pool.n; s++) {
     if (!c->used[s]) continue;
     int len = 0;
-    for (int t = s; t != 0; t = c->pool.parent[t]) len++;
+    for (int t = (int) s; t != 0; t = c->pool.v[t].parent) len++;
     SEXP members = Rf_allocVector(INTSXP, len);
-    SET_VECTOR_ELT(shared, j++, members);
+    SET_VECTOR_ELT(shared, (R_xlen_t) j++, members);
     int *mm = INTEGER(members);
-    for (int t = s; t != 0; t = c->pool.parent[t]) mm[--len] = c->pool.last[t] + 1;
+    for (int t = (int) s; t != 0; t = c->pool.v[t].parent) mm[--len] = c->pool.v[t].last + 1;
   }
 
   SEXP totals = PROTECT(Rf_allocVector(REALSXP, 7)); nprot++;
@@ -590,9 +443,8 @@ static SEXP ls_body(void *data) {
   REAL(totals)[3] = total_ret.bytes;
   REAL(totals)[4] = marked;
   REAL(totals)[5] = (double) c->map.n;
-  REAL(totals)[6] = (double) (mk_ptrset_bytes(c->m.seen) + c->m.cap * sizeof(SEXP) +
-                              c->map.cap * sizeof(map_slot) +
-                              (size_t) c->pool.cap * 4 * sizeof(int) + c->scap * sizeof(SEXP));
+  REAL(totals)[6] = (double) (mk_walker_bytes(c->w) + mk_walker_bytes(c->lw) +
+                              c->map.cap * sizeof(map_slot) + c->pool.cap * sizeof(setnode));
 
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
   SET_VECTOR_ELT(out, 0, names);
@@ -609,6 +461,7 @@ static SEXP ls_body(void *data) {
  *      shared sets (binding numbers), totals) for every binding of envir. */
 SEXP ffi_retained_ls(SEXP envir, SEXP roots) {
   check_envir(envir);
+  mk_robj_reset();
   int nprot = 0;
   ls_call c;
   memset(&c, 0, sizeof c);
@@ -620,37 +473,145 @@ SEXP ffi_retained_ls(SEXP envir, SEXP roots) {
   return out;
 }
 
-/* ---- the kind of each binding (mem_dupes() walks environments) ----------- */
+/* ---- mem_dupes(): the vectors inside an object, with their paths ---------- */
 
-typedef struct { SEXP names, kind; R_xlen_t i; SEXP envir; } kinds_call;
+typedef struct {
+  SEXP x;
+  double min_bytes;
+  mk_walker *w;
+  SEXP *vecs;
+  int *vpath;
+  size_t n, cap;
+  int oom;
+  bindings bs;
+} dupes_call;
 
-static void count_cell(SEXP cell, void *data) { (void) cell; ((kinds_call *) data)->i++; }
-
-static void kind_cell(SEXP cell, void *data) {
-  kinds_call *c = data;
-  const char *k = binding_kind(cell, c->envir);
-  SET_STRING_ELT(c->names, c->i, PRINTNAME(TAG(cell)));
-  SET_STRING_ELT(c->kind, c->i, Rf_mkChar(k));
-  c->i++;
+static int dupable(SEXP x) {
+  switch (TYPEOF(x)) {
+  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP: case STRSXP:
+    return !ALTREP(x);
+  default:
+    return 0;
+  }
 }
 
-/* list(names, kind), kind as binding_kind() says. The base environment has
- * no cells to read: empty result. */
-SEXP ffi_session_bindings(SEXP envir) {
-  if (TYPEOF(envir) != ENVSXP) MK_INTERNAL_ERROR("envir must be an environment");
+static void dupes_add(dupes_call *c, SEXP x, int path) {
+  if (c->oom || !dupable(x)) return;
+  mk_cost cc;
+  mk_node_cost(x, &cc);
+  if (cc.bytes < c->min_bytes) return;
+  if (c->n == c->cap) {
+    size_t cap = c->cap;
+    SEXP *v = mk_grow(c->vecs, &cap, sizeof *v, 64);
+    if (v == NULL) {
+      c->oom = 1;
+      return;
+    }
+    c->vecs = v;
+    cap = c->cap;
+    int *p = mk_grow(c->vpath, &cap, sizeof *p, 64);
+    if (p == NULL) {
+      c->oom = 1;
+      return;
+    }
+    c->vpath = p;
+    c->cap = cap;
+  }
+  c->vecs[c->n] = x;
+  c->vpath[c->n++] = path;
+}
+
+static void dupes_hook(void *data, SEXP x, int type, const mk_cost *cost) {
+  dupes_call *c = data;
+  (void) type;
+  (void) cost;
+  if (x != NULL) dupes_add(c, x, mk_walker_path(c->w));
+}
+
+/* The same vector reached again is listed again: its other paths. */
+static void dupes_again(void *data, SEXP x, int path) {
+  dupes_add(data, x, path);
+}
+
+static void dupes_cleanup(void *data) {
+  dupes_call *c = data;
+  mk_walker_free(c->w);
+  free(c->vecs);
+  free(c->vpath);
+  free(c->bs.v);
+  c->w = NULL;
+  c->vecs = NULL;
+  c->vpath = NULL;
+  c->bs.v = NULL;
+}
+
+static SEXP dupes_body(void *data) {
+  dupes_call *c = data;
   int nprot = 0;
-  kinds_call c = {R_NilValue, R_NilValue, 0, envir};
-  if (envir != R_BaseEnv && envir != R_BaseNamespace) for_each_cell(envir, count_cell, &c);
-  R_xlen_t n = c.i;
-  c.names = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
-  c.kind = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
-  c.i = 0;
-  if (n > 0) for_each_cell(envir, kind_cell, &c);
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
-  SET_VECTOR_ELT(out, 0, c.names);
-  SET_VECTOR_ELT(out, 1, c.kind);
+  c->w = mk_walker_new(0);
+  if (c->w == NULL) oom();
+  mk_walk_opts o;
+  memset(&o, 0, sizeof o);
+  o.hook = dupes_hook;
+  o.hook_data = c;
+  o.again = dupes_again;
+  o.again_data = c;
+  o.paths = 1;
+  mk_walker_set(c->w, &o);
+  mk_cost cost = {0, 0, 0};
+  if (TYPEOF(c->x) == ENVSXP && mk_is_global(c->x)) {
+    /* The global environment itself, say: its bindings, not the session. */
+    mk_robj_bindings(c->x, collect_binding, &c->bs);
+    if (c->bs.oom) oom();
+    for (size_t i = 0; i < c->bs.n; i++) {
+      o.root_kind = MK_EDGE_BINDING;
+      o.root_name = PRINTNAME(c->bs.v[i].sym);
+      mk_walker_set(c->w, &o);
+      if (mk_walker_add_binding(c->w, &c->bs.v[i], &cost) != 0) oom();
+    }
+  } else if (mk_walker_add(c->w, c->x, &cost) != 0) {
+    oom();
+  }
+  if (c->oom) oom();
+  size_t np;
+  const mk_path *p = mk_walker_paths(c->w, &np);
+  SEXP vecs = PROTECT(Rf_allocVector(VECSXP, (R_xlen_t) c->n)); nprot++;
+  SEXP vpath = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t) c->n)); nprot++;
+  for (size_t i = 0; i < c->n; i++) {
+    SET_VECTOR_ELT(vecs, (R_xlen_t) i, c->vecs[i]);
+    INTEGER(vpath)[i] = c->vpath[i] + 1;
+  }
+  SEXP parent = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t) np)); nprot++;
+  SEXP kind = PROTECT(Rf_allocVector(INTSXP, (R_xlen_t) np)); nprot++;
+  SEXP name = PROTECT(Rf_allocVector(STRSXP, (R_xlen_t) np)); nprot++;
+  SEXP index = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) np)); nprot++;
+  for (size_t i = 0; i < np; i++) {
+    INTEGER(parent)[i] = p[i].parent < 0 ? NA_INTEGER : p[i].parent + 1;
+    INTEGER(kind)[i] = p[i].kind;
+    SET_STRING_ELT(name, (R_xlen_t) i, p[i].name ? p[i].name : NA_STRING);
+    REAL(index)[i] = p[i].index;
+  }
+  const char *nms[] = {"vecs", "path", "parent", "kind", "name", "index", ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, nms)); nprot++;
+  SET_VECTOR_ELT(out, 0, vecs);
+  SET_VECTOR_ELT(out, 1, vpath);
+  SET_VECTOR_ELT(out, 2, parent);
+  SET_VECTOR_ELT(out, 3, kind);
+  SET_VECTOR_ELT(out, 4, name);
+  SET_VECTOR_ELT(out, 5, index);
   UNPROTECT(nprot);
   return out;
+}
+
+/* The vectors of at least min_bytes inside x (each time it is reached),
+ * with the walk's path records, for mem_dupes(). */
+SEXP ffi_retained_vectors(SEXP x, SEXP min_bytes) {
+  mk_robj_reset();
+  dupes_call c;
+  memset(&c, 0, sizeof c);
+  c.x = x;
+  c.min_bytes = Rf_asReal(min_bytes);
+  return R_ExecWithCleanup(dupes_body, &c, dupes_cleanup, &c);
 }
 
 /* ---- mem_dupes(): group vectors by content --------------------------------

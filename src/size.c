@@ -1,16 +1,6 @@
 /*
- * size.c: the object-graph walker (walk.h) and the sizes entry points.
- *
- * How R allocates (src/main/memory.c, R >= 3.1):
- *   - every node is one Ncell; a non-vector node is a 56-byte SEXPREC;
- *   - a vector is a 48-byte header followed by its data in 8-byte VECRECs;
- *     small vectors (at most 16 VECRECs) take a size class of 1, 2, 4, 8 or
- *     16 VECRECs (there has been no 6-VECREC class since R 3.1.0), large
- *     ones exactly their VECRECs; gc() counts these as Vcells;
- *   - a vector of zero VECRECs is allocated as a class-0 node: 56 bytes,
- *     no Vcells;
- *   - a CHARSXP holds len + 1 bytes (the trailing NUL);
- *   - an ALTREP object is a CONS: a plain node, its data in data1/data2.
+ * size.c: the sizes entry points (mem_size(), mem_sizes(), mem_cells(),
+ * mem_tree(), mem_by_type()), visitors of the one walker (walk.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,606 +8,11 @@
 
 #include "memkit.h"
 #include "errors.h"
-#include "compat.h"
 #include "walk.h"
 #include "utils.h"
 
-/* ---- cost of one node -------------------------------------------------- */
-
-static double vecrecs(SEXP x, R_xlen_t n) {
-  switch (TYPEOF(x)) {
-  case LGLSXP:
-  case INTSXP: return (double) ((n * (R_xlen_t) sizeof(int) + 7) / 8);
-  case REALSXP: return (double) n;
-  case CPLXSXP: return 2.0 * (double) n;
-  case STRSXP:
-  case VECSXP:
-  case EXPRSXP: return (double) n;
-  case RAWSXP: return (double) ((n + 7) / 8);
-  case CHARSXP: return (double) ((n + 1 + 7) / 8);
-  default: return 0;
-  }
-}
-
-static int is_vector_type(int t) {
-  switch (t) {
-  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case STRSXP:
-  case VECSXP: case EXPRSXP: case RAWSXP: case CHARSXP: case WEAKREFSXP:
-    return 1;
-  default:
-    return 0;
-  }
-}
-
-static void vector_cost(double v, mk_cost *out) {
-  out->ncells = 1;
-  if (v <= 0) {               /* class-0 node */
-    out->vcells = 0;
-    out->bytes = 56;
-    return;
-  }
-  if (v <= 16) {              /* small size classes: 1, 2, 4, 8, 16 */
-    double c = 1;
-    while (c < v) c *= 2;
-    v = c;
-  }
-  out->vcells = v;
-  out->bytes = 48 + 8 * v;
-}
-
-void mk_node_cost(SEXP x, mk_cost *out) {
-  int t = TYPEOF(x);
-  if (!is_vector_type(t) || ALTREP(x)) {
-    out->ncells = 1;
-    out->vcells = 0;
-    out->bytes = 56;
-    return;
-  }
-  if (t == WEAKREFSXP) {      /* allocated as a list of 4 (R_MakeWeakRef) */
-    vector_cost(4, out);
-    return;
-  }
-  R_xlen_t n = (t == CHARSXP) ? XLENGTH(x) : mk_vec_capacity(x);
-  vector_cost(vecrecs(x, n), out);
-}
-
-/* ---- global nodes ------------------------------------------------------ */
-
-static int on_search_path(SEXP env) {
-  for (SEXP e = R_GlobalEnv; e != R_EmptyEnv && TYPEOF(e) == ENVSXP; e = mk_env_parent(e)) {
-    if (e == env) return 1;
-  }
-  return 0;
-}
-
-/* ScalarLogical() hands out three preserved, shared scalars: TRUE, FALSE, NA. */
-static SEXP shared_lgl[3] = {NULL, NULL, NULL};
-
-static int is_global_slow(SEXP x) {
-  switch (TYPEOF(x)) {
-  case CHARSXP:
-    return x == NA_STRING || x == R_BlankString;
-  case LGLSXP:
-    if (shared_lgl[0] == NULL) {
-      shared_lgl[0] = Rf_ScalarLogical(1);
-      shared_lgl[1] = Rf_ScalarLogical(0);
-      shared_lgl[2] = Rf_ScalarLogical(NA_LOGICAL);
-    }
-    return x == shared_lgl[0] || x == shared_lgl[1] || x == shared_lgl[2];
-  case ENVSXP:
-    if (x == R_GlobalEnv || x == R_BaseEnv || x == R_EmptyEnv ||
-        x == R_BaseNamespace)
-      return 1;
-    /* The search path first: it also holds user databases (attach()ed
-     * object tables), whose lookups would run R code. */
-    if (on_search_path(x) || R_IsPackageEnv(x)) return 1;
-    /* R_IsNamespaceEnv() looks up `.__NAMESPACE__.`; never let it call an
-     * active binding of that name. */
-    return R_existsVarInFrame(x, R_NamespaceEnvSymbol) &&
-      !R_BindingIsActive(R_NamespaceEnvSymbol, x) && R_IsNamespaceEnv(x);
-  default:
-    return 0;
-  }
-}
-
-/* By type: 1 always global, 2 global for some nodes, 0 never. */
-static const unsigned char global_kind[32] = {
-  [NILSXP] = 1, [SYMSXP] = 1, [SPECIALSXP] = 1, [BUILTINSXP] = 1,
-  [CHARSXP] = 2, [LGLSXP] = 2, [ENVSXP] = 2
-};
-
-static inline int is_global(SEXP x) {
-  int k = global_kind[TYPEOF(x) & 31];
-  return k == 1 || (k == 2 && is_global_slow(x));
-}
-
-int mk_is_global(SEXP x) { return is_global(x); }
-
-/* ---- children ---------------------------------------------------------- */
-
-/* Children are numbered: 0 is the attribute pairlist, then the type's own
- * references (for pairlists the CDR comes last, so the walker can follow a
- * long list in one stack frame). child_at() returns NULL for a slot that
- * holds no node. */
-static R_xlen_t nchildren(SEXP x) {
-  int t = TYPEOF(x);
-  if (ALTREP(x)) return 3;
-  switch (t) {
-  case NILSXP: case SYMSXP: case CHARSXP: case SPECIALSXP: case BUILTINSXP:
-    return 0;
-  case LISTSXP: case LANGSXP: case DOTSXP: case BCODESXP:
-  case CLOSXP: case ENVSXP: case PROMSXP:
-    return 4;
-  case EXTPTRSXP:
-    return 3;
-  case WEAKREFSXP:
-    return 4;             /* attrib, key, value, finalizer (not the next link) */
-  case STRSXP: case VECSXP: case EXPRSXP:
-    return 1 + XLENGTH(x);
-  default:
-    return 1;             /* atomic vectors, S4 objects: attributes only */
-  }
-}
-
-static inline int is_pairlist_type(int t) {
-  return t == LISTSXP || t == LANGSXP || t == DOTSXP;
-}
-
-static SEXP child_at(SEXP x, R_xlen_t i) {
-  if (i == 0) return mk_attrib(x);
-  if (ALTREP(x)) return i == 1 ? R_altrep_data1(x) : R_altrep_data2(x);
-  switch (TYPEOF(x)) {
-  case LISTSXP: case LANGSXP: case DOTSXP:
-    /* A binding cell may hold an immediate value (a raw double or int) in
-     * its CAR: not a node. */
-    if (i == 1) return mk_field3(x);                       /* TAG */
-    if (i == 2) return mk_cell_immediate(x) ? NULL : mk_field1(x);
-    return mk_field2(x);                                   /* CDR */
-  case BCODESXP: case PROMSXP:
-    /* From R 4.5 an evaluated promise may hold an immediate value too. */
-    if (i == 1) return mk_cell_immediate(x) ? NULL : mk_field1(x);
-    return i == 2 ? mk_field2(x) : mk_field3(x);
-  case CLOSXP:
-    return i == 1 ? mk_closure_formals(x) : i == 2 ? mk_closure_body(x) : mk_closure_env(x);
-  case ENVSXP:
-    return i == 1 ? mk_env_frame(x) : i == 2 ? mk_env_parent(x) : mk_env_hashtab(x);
-  case EXTPTRSXP:
-    return i == 1 ? R_ExternalPtrProtected(x) : R_ExternalPtrTag(x);
-  case WEAKREFSXP:
-    return VECTOR_ELT(x, i - 1);
-  case STRSXP:   /* NULL in a deferred string's cache: not expanded yet */
-  case VECSXP: case EXPRSXP:
-    return ((const SEXP *) DATAPTR_RO(x))[i - 1];
-  default:
-    return NULL;
-  }
-}
-
-void mk_node_children(SEXP x, mk_visit_fn visit, void *data) {
-  if (TYPEOF(x) == CHARSXP) return;   /* its attrib links R's string cache */
-  R_xlen_t n = nchildren(x);
-  for (R_xlen_t i = 0; i < n; i++) {
-    SEXP c = child_at(x, i);
-    if (c != NULL) visit(c, data);
-  }
-}
-
-/* ---- pointer set ------------------------------------------------------- */
-
-/* Open addressing with linear probing. The capacity grows by half when the
- * set is 3/4 full, so it holds between 1.33 and 2 slots (10.7 to 16 bytes)
- * per member; any capacity works because a slot is picked by multiplying a
- * 32-bit hash by the capacity (Lemire's range reduction). */
-struct mk_ptrset {
-  SEXP *slots;
-  size_t cap, n, limit;
-};
-
-#define PTRSET_MAX_CAP ((size_t) 0xFFFFFFFFu)
-
-static inline size_t ptr_slot(SEXP x, size_t cap) {
-  uint64_t h = ((uint64_t) (uintptr_t) x >> 3) * UINT64_C(0x9E3779B97F4A7C15);
-  return (size_t) (((h >> 32) * (uint64_t) cap) >> 32);
-}
-
-static int ptrset_alloc(mk_ptrset *s, size_t cap) {
-  SEXP *slots = calloc(cap, sizeof(SEXP));
-  if (slots == NULL) return -1;
-  s->slots = slots;
-  s->cap = cap;
-  s->limit = cap / 4 * 3;
-  return 0;
-}
-
-mk_ptrset *mk_ptrset_new(size_t hint) {
-  mk_ptrset *s = malloc(sizeof(mk_ptrset));
-  if (s == NULL) return NULL;
-  size_t cap = 64;
-  while (cap / 4 * 3 < hint && cap < PTRSET_MAX_CAP / 2) cap *= 2;
-  s->n = 0;
-  if (ptrset_alloc(s, cap) != 0) {
-    free(s);
-    return NULL;
-  }
-  return s;
-}
-
-static int ptrset_rehash(mk_ptrset *s, size_t cap) {
-  SEXP *old = s->slots;
-  size_t oldcap = s->cap;
-  if (ptrset_alloc(s, cap) != 0) return -1;
-  for (size_t i = 0; i < oldcap; i++) {
-    SEXP x = old[i];
-    if (x == NULL) continue;
-    size_t j = ptr_slot(x, cap);
-    while (s->slots[j] != NULL) if (++j == cap) j = 0;
-    s->slots[j] = x;
-  }
-  free(old);
-  return 0;
-}
-
-static int ptrset_grow(mk_ptrset *s) {
-  if (s->cap >= PTRSET_MAX_CAP) return -1;
-  size_t cap = s->cap + s->cap / 2;
-  if (cap > PTRSET_MAX_CAP) cap = PTRSET_MAX_CAP;
-  return ptrset_rehash(s, cap);
-}
-
-/* Make room for `extra` more members in one step (a large list is about to
- * be walked) instead of growing by half many times over. */
-static int ptrset_reserve(mk_ptrset *s, size_t extra) {
-  size_t want = s->n + extra;
-  if (want <= s->limit) return 0;
-  size_t cap = want / 3 * 4 + 4;
-  if (cap < s->cap + s->cap / 2) cap = s->cap + s->cap / 2;
-  if (cap > PTRSET_MAX_CAP) {
-    if (s->cap >= PTRSET_MAX_CAP) return 0; /* let add() report it */
-    cap = PTRSET_MAX_CAP;
-  }
-  return ptrset_rehash(s, cap);
-}
-
-int mk_ptrset_add(mk_ptrset *s, SEXP x) {
-  size_t cap = s->cap, i = ptr_slot(x, cap);
-  SEXP *slots = s->slots;
-  for (;;) {
-    SEXP y = slots[i];
-    if (y == x) return 0;
-    if (y == NULL) break;
-    if (++i == cap) i = 0;
-  }
-  if (s->n >= s->limit) {
-    if (ptrset_grow(s) != 0) return -1;
-    cap = s->cap;
-    i = ptr_slot(x, cap);
-    while (s->slots[i] != NULL) if (++i == cap) i = 0;
-  }
-  s->slots[i] = x;
-  s->n++;
-  return 1;
-}
-
-int mk_ptrset_has(const mk_ptrset *s, SEXP x) {
-  size_t cap = s->cap, i = ptr_slot(x, cap);
-  for (;;) {
-    SEXP y = s->slots[i];
-    if (y == x) return 1;
-    if (y == NULL) return 0;
-    if (++i == cap) i = 0;
-  }
-}
-
-size_t mk_ptrset_size(const mk_ptrset *s) { return s->n; }
-size_t mk_ptrset_bytes(const mk_ptrset *s) { return s->cap * sizeof(SEXP) + sizeof(mk_ptrset); }
-
-void mk_ptrset_free(mk_ptrset *s) {
-  if (s == NULL) return;
-  free(s->slots);
-  free(s);
-}
-
-/* ---- the walker -------------------------------------------------------- */
-
-/* One stack frame per node whose children are being visited; the stack
- * grows with the depth of the graph, never with its breadth. */
-typedef struct { SEXP x; R_xlen_t i, n; } frame;
-
-#define RECENT_SIZE 1024
-
-struct mk_walker {
-  mk_ptrset *seen;
-  /* Strings seen lately, direct-mapped: a character column repeats a few
-   * strings millions of times, and this check is cheaper than the set's. */
-  SEXP recent[RECENT_SIZE];
-  frame *stack;
-  size_t cap, peak;
-  double nodes;               /* nodes counted, for interrupt checks */
-  mk_ptrset *dups;            /* if set: nodes reached more than once (strings aside) */
-};
-
-mk_walker *mk_walker_new(size_t hint) {
-  mk_walker *w = malloc(sizeof(mk_walker));
-  if (w == NULL) return NULL;
-  w->seen = mk_ptrset_new(hint);
-  memset(w->recent, 0, sizeof(w->recent));
-  w->cap = 64;
-  w->stack = malloc(w->cap * sizeof(frame));
-  w->peak = 0;
-  w->nodes = 0;
-  w->dups = NULL;
-  if (w->seen == NULL || w->stack == NULL) {
-    mk_ptrset_free(w->seen);
-    free(w->stack);
-    free(w);
-    return NULL;
-  }
-  return w;
-}
-
-mk_ptrset *mk_walker_seen(mk_walker *w) { return w->seen; }
-
-void mk_walker_free(mk_walker *w) {
-  if (w == NULL) return;
-  mk_ptrset_free(w->seen);
-  free(w->stack);
-  free(w);
-}
-
-static size_t walker_bytes(const mk_walker *w) {
-  return mk_ptrset_bytes(w->seen) + w->cap * sizeof(frame) + sizeof(mk_walker);
-}
-
-static inline void add_cost(mk_cost *acc, const mk_cost *c) {
-  acc->ncells += c->ncells;
-  acc->vcells += c->vcells;
-  acc->bytes += c->bytes;
-}
-
-/* Does x have children worth a stack frame? */
-static inline int has_children(SEXP x) {
-  int t = TYPEOF(x);
-  if (t == CHARSXP) return 0;
-  if (ALTREP(x)) return 1;
-  switch (t) {
-  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP: case S4SXP:
-    return mk_attrib(x) != R_NilValue;
-  default:
-    return nchildren(x) > 0;
-  }
-}
-
-typedef void (*node_hook)(void *data, SEXP x, const mk_cost *c);
-
-#if defined(__GNUC__) || defined(__clang__)
-# define PREFETCH(p) __builtin_prefetch(p)
-#else
-# define PREFETCH(p) ((void) 0)
-#endif
-
-static int push(mk_walker *w, size_t *depth, SEXP x) {
-  if (*depth == w->cap) {
-    frame *st = mk_grow(w->stack, &w->cap, sizeof *st, 0);
-    if (st == NULL) return -1;
-    w->stack = st;
-  }
-  w->stack[(*depth)++] = (frame) {x, 0, nchildren(x)};
-  if (*depth > w->peak) w->peak = *depth;
-  return 0;
-}
-
-/* Count x if it is new. Returns 1 if counted, 0 if global or seen, -1 when
- * out of memory. */
-static inline int visit(mk_walker *w, SEXP x, mk_cost *out, node_hook hook, void *hdata) {
-  if (x == R_NilValue || is_global(x)) return 0;
-  int rc = mk_ptrset_add(w->seen, x);
-  if (rc == 0 && w->dups != NULL && mk_ptrset_add(w->dups, x) < 0) return -1;
-  if (rc <= 0) return rc;
-  mk_cost c;
-  mk_node_cost(x, &c);
-  add_cost(out, &c);
-  if (hook) hook(hdata, x, &c);
-  if ((uint64_t) (w->nodes += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
-  return 1;
-}
-
-/* Count x without the set: for an environment's binding cells and hash
- * table, which belong to that environment alone (nothing else can point to
- * them), so they are met once, with it. */
-static inline void count_node(mk_walker *w, SEXP x, mk_cost *out, node_hook hook, void *hdata) {
-  mk_cost c;
-  mk_node_cost(x, &c);
-  add_cost(out, &c);
-  if (hook) hook(hdata, x, &c);
-  if ((uint64_t) (w->nodes += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
-}
-
-/* Frames with a negative n walk an environment's bindings: a chain of
- * binding cells (x is the next cell), or a hash table (x) from bucket i. */
-#define FRAME_CHAIN (-1)
-#define FRAME_TABLE (-2)
-
-static int push_special(mk_walker *w, size_t *depth, SEXP x, R_xlen_t kind) {
-  if (push(w, depth, x) != 0) return -1;
-  w->stack[*depth - 1].n = kind;
-  return 0;
-}
-
-/* Visit x and give it a frame if it has children. */
-static inline int visit_push(mk_walker *w, size_t *depth, SEXP x, mk_cost *out,
-                             node_hook hook, void *hdata) {
-  int rc = visit(w, x, out, hook, hdata);
-  if (rc <= 0) return rc;
-  if (has_children(x) && push(w, depth, x) != 0) return -1;
-  return 0;
-}
-
-/* The walk. `hook`, when given, sees every counted node. */
-static int walk(mk_walker *w, SEXP root, mk_cost *out, node_hook hook, void *hdata) {
-  int rc = visit(w, root, out, hook, hdata);
-  if (rc <= 0) return rc;
-  if (!has_children(root)) return 0;
-  size_t depth = 0;
-  if (push(w, &depth, root) != 0) return -1;
-
-  while (depth > 0) {
-    frame *f = &w->stack[depth - 1];
-    if (f->n == FRAME_CHAIN) {
-      SEXP cell = f->x;
-      if (TYPEOF(cell) != LISTSXP) {
-        depth--;
-        continue;
-      }
-      f->x = CDR(cell);
-      count_node(w, cell, out, hook, hdata);
-      /* The TAG is the binding's symbol: global. */
-      if (mk_attrib(cell) != R_NilValue &&
-          visit_push(w, &depth, mk_attrib(cell), out, hook, hdata) < 0) return -1;
-      if (!mk_cell_immediate(cell) &&
-          visit_push(w, &depth, mk_field1(cell), out, hook, hdata) < 0) return -1;
-      continue;
-    }
-    if (f->n == FRAME_TABLE) {
-      SEXP tab = f->x;
-      const SEXP *p = (const SEXP *) DATAPTR_RO(tab);
-      R_xlen_t n = XLENGTH(tab), i = f->i;
-      mk_ptrset *seen = w->seen;
-      for (; i < n; i++) {
-        /* Bound by memory latency: fetch bucket cells 16 ahead, and their
-         * values and the values' set slots 8 ahead. */
-        if (i + 16 < n) PREFETCH(p[i + 16]);
-        if (i + 8 < n) {
-          SEXP q = p[i + 8];
-          if (q != R_NilValue && !mk_cell_immediate(q)) {
-            SEXP v = mk_field1(q);
-            PREFETCH(v);
-            PREFETCH(&seen->slots[ptr_slot(v, seen->cap)]);
-          }
-        }
-        if (p[i] != R_NilValue) break;
-      }
-      if (i >= n) {
-        depth--;
-        continue;
-      }
-      f->i = i + 1;
-      if (push_special(w, &depth, p[i], FRAME_CHAIN) != 0) return -1;
-      continue;
-    }
-    if (f->i >= f->n) {
-      depth--;
-      continue;
-    }
-    SEXP x = f->x;
-    int t = TYPEOF(x);
-    if (f->i > 0 && (t == VECSXP || t == EXPRSXP || t == STRSXP) && !ALTREP(x)) {
-      /* Elements in a tight loop, prefetching ahead; only elements with
-       * children of their own take a stack frame. Runs of the same element
-       * (repeated strings in a character column) skip the set. */
-      const SEXP *p = (const SEXP *) DATAPTR_RO(x);
-      R_xlen_t n = f->n - 1, i = f->i - 1;
-      SEXP next = NULL;
-      if (t == STRSXP) {
-        SEXP prev = NULL;
-        for (; i < n; i++) {
-          if (i + 8 < n && p[i + 8] != NULL) PREFETCH(p[i + 8]);
-          SEXP s = p[i];
-          if (s == NULL || s == prev) continue;
-          prev = s;
-          SEXP *r = &w->recent[((uintptr_t) s >> 4) & (RECENT_SIZE - 1)];
-          if (*r == s) continue;
-          *r = s;
-          if (visit(w, s, out, hook, hdata) < 0) return -1;
-        }
-      } else {
-        if (i == 0 && ptrset_reserve(w->seen, (size_t) n) != 0) return -1;
-        mk_ptrset *seen = w->seen;
-        for (; i < n; i++) {
-          /* Fetch nodes 32 ahead and their set slots 16 ahead. */
-          if (i + 32 < n) PREFETCH(p[i + 32]);
-          if (i + 16 < n) PREFETCH(&seen->slots[ptr_slot(p[i + 16], seen->cap)]);
-          SEXP s = p[i];
-          if (s == NULL) continue;
-          rc = visit(w, s, out, hook, hdata);
-          if (rc < 0) return -1;
-          if (rc > 0 && has_children(s)) {
-            next = s;
-            i++;
-            break;
-          }
-        }
-      }
-      f->i = i + 1;
-      if (next != NULL && push(w, &depth, next) != 0) return -1;
-      continue;
-    }
-    R_xlen_t i = f->i++;
-    SEXP child = child_at(x, i);
-    if (child == NULL) continue;
-    if (t == ENVSXP && i != 2) {
-      /* The frame (a chain of binding cells) or the hash table. */
-      if (i == 1) {
-        if (child != R_NilValue && push_special(w, &depth, child, FRAME_CHAIN) != 0) return -1;
-        continue;
-      }
-      if (i == 3 && TYPEOF(child) == VECSXP) {
-        count_node(w, child, out, hook, hdata);
-        /* About one value per bucket. */
-        if (ptrset_reserve(w->seen, (size_t) XLENGTH(child)) != 0) return -1;
-        if (push_special(w, &depth, child, FRAME_TABLE) != 0) return -1;
-        continue;
-      }
-    }
-    rc = visit(w, child, out, hook, hdata);
-    if (rc < 0) return -1;
-    if (rc == 0 || !has_children(child)) continue;
-    if (i == 3 && is_pairlist_type(t) && is_pairlist_type(TYPEOF(child))) {
-      /* The CDR of a pairlist: continue along the list in this frame. */
-      f->x = child;
-      f->i = 0;
-      f->n = nchildren(child);
-      continue;
-    }
-    if (push(w, &depth, child) != 0) return -1;
-  }
-  return 0;
-}
-
-int mk_walker_add(mk_walker *w, SEXP x, mk_cost *out) {
-  return walk(w, x, out, NULL, NULL);
-}
-
-/* ---- the layout check -------------------------------------------------- */
-
-/* compat.h reads some node fields through a mirror of R's header. Check it
- * once against what the API reports, and refuse to walk if they differ. */
-static int layout_checked = 0;
-
-static void check_layout(void) {
-  if (layout_checked) return;
-  int nprot = 0;
-  SEXP v = PROTECT(Rf_allocVector(INTSXP, 3)); nprot++;
-  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3)); nprot++;
-  Rf_setAttrib(v, R_NamesSymbol, nm);
-  SEXP a = mk_attrib(v);
-  int ok = TYPEOF(a) == LISTSXP && TAG(a) == R_NamesSymbol && CAR(a) == nm &&
-    mk_vec_capacity(v) == 3;
-  SEXP cl = PROTECT(Rf_lang3(Rf_install("function"), R_NilValue, R_NilValue)); nprot++;
-  SEXP body = PROTECT(Rf_lang2(Rf_install("c"), R_NilValue)); nprot++;
-  SETCADDR(cl, body);
-  SEXP env = PROTECT(R_NewEnv(R_GlobalEnv, FALSE, 0)); nprot++;
-  SEXP fun = PROTECT(Rf_eval(cl, env)); nprot++;
-  ok = ok && TYPEOF(fun) == CLOSXP && mk_closure_body(fun) == R_ClosureExpr(fun) &&
-    mk_closure_env(fun) == env && mk_env_parent(env) == R_GlobalEnv;
-  Rf_defineVar(R_NamesSymbol, v, env);
-  SEXP frame = mk_env_frame(env);
-  ok = ok && TYPEOF(frame) == LISTSXP && CAR(frame) == v && TAG(frame) == R_NamesSymbol;
-  UNPROTECT(nprot);
-  if (!ok) {
-    mk_error("internal", "this R's object layout is not the one memkit was written for; "
-             "sizes are not available");
-  }
-  layout_checked = 1;
+static void oom(void) {
+  mk_error("memory", "not enough memory to walk the object graph");
 }
 
 /* ---- entry points: mem_size(), mem_sizes(), mem_cells() ----------------- */
@@ -636,10 +31,6 @@ static void sizes_cleanup(void *data) {
   c->w = NULL;
 }
 
-static void oom(void) {
-  mk_error("memory", "not enough memory to walk the object graph");
-}
-
 static SEXP sizes_body(void *data) {
   sizes_call *c = data;
   R_xlen_t n = XLENGTH(c->objs);
@@ -654,7 +45,7 @@ static SEXP sizes_body(void *data) {
         c->w = mk_walker_new(0);
         if (c->w == NULL) oom();
       }
-      if (walk(c->w, VECTOR_ELT(c->objs, i), &cost, NULL, NULL) != 0) oom();
+      if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
       REAL(out)[i] = cost.bytes;
     }
     UNPROTECT(1);
@@ -662,20 +53,20 @@ static SEXP sizes_body(void *data) {
   }
   mk_cost cost = {0, 0, 0};
   for (R_xlen_t i = 0; i < n; i++) {
-    if (walk(c->w, VECTOR_ELT(c->objs, i), &cost, NULL, NULL) != 0) oom();
+    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = cost.ncells;
   REAL(out)[1] = cost.vcells;
   REAL(out)[2] = cost.bytes;
-  REAL(out)[3] = (double) mk_ptrset_size(c->w->seen);
+  REAL(out)[3] = (double) mk_ptrset_size(mk_walker_seen(c->w));
   UNPROTECT(1);
   return out;
 }
 
 static SEXP run_sizes(SEXP objs, int each) {
   if (TYPEOF(objs) != VECSXP) MK_INTERNAL_ERROR("objs must be a list");
-  check_layout();
+  mk_robj_reset();
   sizes_call c = {objs, each, NULL};
   return R_ExecWithCleanup(sizes_body, &c, sizes_cleanup, &c);
 }
@@ -694,19 +85,19 @@ static SEXP stats_body(void *data) {
   if (c->w == NULL) oom();
   mk_cost cost = {0, 0, 0};
   for (R_xlen_t i = 0; i < XLENGTH(c->objs); i++) {
-    if (walk(c->w, VECTOR_ELT(c->objs, i), &cost, NULL, NULL) != 0) oom();
+    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 3));
-  REAL(out)[0] = c->w->nodes;
-  REAL(out)[1] = (double) walker_bytes(c->w);
-  REAL(out)[2] = (double) c->w->peak;
+  REAL(out)[0] = mk_walker_nodes(c->w);
+  REAL(out)[1] = (double) mk_walker_bytes(c->w);
+  REAL(out)[2] = (double) mk_walker_peak(c->w);
   UNPROTECT(1);
   return out;
 }
 
 SEXP ffi_size_stats(SEXP objs) {
   if (TYPEOF(objs) != VECSXP) MK_INTERNAL_ERROR("objs must be a list");
-  check_layout();
+  mk_robj_reset();
   sizes_call c = {objs, 0, NULL};
   return R_ExecWithCleanup(stats_body, &c, sizes_cleanup, &c);
 }
@@ -751,7 +142,7 @@ typedef struct {
 } tree_call;
 
 static void add_kid(tchildren *k, SEXP node, SEXP name, int kind, double index, int note) {
-  if (node == NULL || node == R_NilValue || is_global(node)) return;
+  if (node == NULL || node == R_NilValue || mk_is_global(node)) return;
   if (k->n == k->cap) {
     tchild *v = mk_grow(k->v, &k->cap, sizeof *v, 16);
     if (v == NULL) {
@@ -763,17 +154,10 @@ static void add_kid(tchildren *k, SEXP node, SEXP name, int kind, double index, 
   k->v[k->n++] = (tchild) {node, name, kind, note, index};
 }
 
-static SEXP attr_value(SEXP x, SEXP sym) {
-  for (SEXP a = mk_attrib(x); a != R_NilValue; a = CDR(a)) {
-    if (TAG(a) == sym) return CAR(a);
-  }
-  return R_NilValue;
-}
-
 /* First element of the class attribute (a CHARSXP) or NULL. */
 static SEXP first_class(SEXP x) {
   if (TYPEOF(x) == CHARSXP) return NULL;
-  SEXP cl = attr_value(x, R_ClassSymbol);
+  SEXP cl = mk_robj_attr(x, R_ClassSymbol);
   if (TYPEOF(cl) != STRSXP || ALTREP(cl) || XLENGTH(cl) < 1) return NULL;
   return STRING_ELT(cl, 0);
 }
@@ -783,76 +167,84 @@ static int node_note(SEXP x) {
   if (TYPEOF(x) == EXTPTRSXP) return N_EXTPTR;
   if (TYPEOF(x) == PROMSXP) {
     /* An unevaluated promise's value is R_UnboundValue. */
-    return (!mk_cell_immediate(x) && mk_field1(x) == R_UnboundValue) ? N_PROMISE : N_FORCED;
+    SEXP expr, value, env;
+    mk_robj_promise(x, &expr, &value, &env);
+    return value == NULL ? N_PROMISE : N_FORCED;
   }
   return N_NONE;
 }
 
-/* The parts of x that mem_tree() shows as components of their own. */
+/* The parts of x that mem_tree() shows as components of their own: the
+ * walker's labelled edges, a pairlist's elements along its whole chain. */
+static int bind_note(int kind) {
+  switch (kind) {
+  case MK_BIND_ACTIVE: return N_ACTIVE;
+  case MK_BIND_DELAYED: return N_PROMISE;
+  case MK_BIND_FORCED: return N_FORCED;
+  default: return N_NONE;
+  }
+}
+
+static void component_edge(const mk_edge *e, void *data) {
+  tchildren *k = data;
+  switch (e->kind) {
+  case MK_EDGE_ATTR:
+    add_kid(k, e->child, e->name, K_ATTR, 0, node_note(e->child));
+    break;
+  case MK_EDGE_SLOT:
+    add_kid(k, e->child, e->name, K_SLOT, 0, node_note(e->child));
+    break;
+  case MK_EDGE_ELEMENT:
+    add_kid(k, e->child, e->name, K_ELEMENT, e->index, node_note(e->child));
+    break;
+  case MK_EDGE_BINDING: {
+    int note = bind_note(e->note);
+    add_kid(k, e->child, e->name, K_BINDING, 0, note != N_NONE ? note : node_note(e->child));
+    break;
+  }
+  case MK_EDGE_FORMALS: add_kid(k, e->child, NULL, K_FORMALS, 0, N_NONE); break;
+  case MK_EDGE_BODY: add_kid(k, e->child, NULL, K_BODY, 0, N_NONE); break;
+  case MK_EDGE_PARENT: add_kid(k, e->child, NULL, K_PARENT, 0, N_NONE); break;
+  case MK_EDGE_ENV: add_kid(k, e->child, NULL, K_ENV, 0, N_NONE); break;
+  default: break;
+  }
+}
+
+/* Only a pairlist's attributes: its elements come from the chain. */
+static void attr_only_edge(const mk_edge *e, void *data) {
+  if (e->kind == MK_EDGE_ATTR || e->kind == MK_EDGE_SLOT) component_edge(e, data);
+}
+
 static void component_children(SEXP x, tchildren *k) {
   k->n = 0;
   int t = TYPEOF(x);
   if (t == CHARSXP) return;
-  int s4 = Rf_isS4(x);
-  for (SEXP a = mk_attrib(x); a != R_NilValue; a = CDR(a)) {
-    SEXP tag = TAG(a);
-    SEXP nm = TYPEOF(tag) == SYMSXP ? PRINTNAME(tag) : NULL;
-    int kind = (s4 && tag != R_ClassSymbol) ? K_SLOT : K_ATTR;
-    add_kid(k, CAR(a), nm, kind, 0, node_note(CAR(a)));
+  if (t == STRSXP) {          /* its strings are not components */
+    mk_node_edges(x, NULL, attr_only_edge, k, NULL);
+    return;
   }
-  if (ALTREP(x)) return;
-  switch (t) {
-  case VECSXP:
-  case EXPRSXP: {
-    SEXP names = attr_value(x, R_NamesSymbol);
-    /* A deferred string's elements would be created by reading them. */
-    int use_names = TYPEOF(names) == STRSXP && !ALTREP(names) && XLENGTH(names) == XLENGTH(x);
-    R_xlen_t n = XLENGTH(x);
-    const SEXP *p = (const SEXP *) DATAPTR_RO(x);
-    for (R_xlen_t i = 0; i < n; i++) {
-      SEXP nm = use_names ? STRING_ELT(names, i) : NULL;
-      add_kid(k, p[i], nm, K_ELEMENT, (double) i + 1, node_note(p[i]));
-    }
-    break;
-  }
-  case LISTSXP:
-  case LANGSXP:
-  case DOTSXP: {
+  if (t == LISTSXP || t == LANGSXP || t == DOTSXP) {
+    mk_node_edges(x, NULL, attr_only_edge, k, NULL);
     double i = 1;
-    for (SEXP c = x; is_pairlist_type(TYPEOF(c)); c = CDR(c), i++) {
-      if (mk_cell_immediate(c)) continue;
+    for (SEXP c = x; TYPEOF(c) == LISTSXP || TYPEOF(c) == LANGSXP || TYPEOF(c) == DOTSXP;
+         c = CDR(c), i++) {
       SEXP tag = TAG(c);
-      SEXP v = mk_field1(c);
-      add_kid(k, v, TYPEOF(tag) == SYMSXP ? PRINTNAME(tag) : NULL, K_ELEMENT, i, node_note(v));
+      add_kid(k, CAR(c), TYPEOF(tag) == SYMSXP ? PRINTNAME(tag) : NULL, K_ELEMENT, i,
+              node_note(CAR(c)));
     }
-    break;
+    return;
   }
-  case CLOSXP:
-    add_kid(k, mk_closure_formals(x), NULL, K_FORMALS, 0, N_NONE);
-    add_kid(k, mk_closure_body(x), NULL, K_BODY, 0, N_NONE);
-    add_kid(k, mk_closure_env(x), NULL, K_ENV, 0, N_NONE);
-    break;
-  case ENVSXP: {
-    SEXP chains[2] = {mk_env_frame(x), mk_env_hashtab(x)};
-    for (int c = 0; c < 2; c++) {
-      SEXP h = chains[c];
-      R_xlen_t nb = c == 0 ? 1 : (TYPEOF(h) == VECSXP ? XLENGTH(h) : 0);
-      for (R_xlen_t b = 0; b < nb; b++) {
-        SEXP cell = c == 0 ? h : VECTOR_ELT(h, b);
-        for (; TYPEOF(cell) == LISTSXP; cell = CDR(cell)) {
-          if (mk_cell_immediate(cell)) continue;
-          SEXP tag = TAG(cell);
-          SEXP v = mk_field1(cell);
-          int note = R_BindingIsActive(tag, x) ? N_ACTIVE : node_note(v);
-          add_kid(k, v, PRINTNAME(tag), K_BINDING, 0, note);
-        }
+  /* Elements with all their names: mem_tree() indexes duplicated ones. */
+  mk_edge_opts eo = {1, NULL, NULL, NULL};
+  mk_node_edges(x, &eo, component_edge, k, NULL);
+  if (t == VECSXP || t == EXPRSXP) {
+    SEXP names = mk_robj_attr(x, R_NamesSymbol);
+    if (TYPEOF(names) == STRSXP && !ALTREP(names) && XLENGTH(names) == XLENGTH(x)) {
+      for (size_t j = 0; j < k->n; j++) {
+        if (k->v[j].kind == K_ELEMENT && k->v[j].index >= 1)
+          k->v[j].name = STRING_ELT(names, (R_xlen_t) k->v[j].index - 1);
       }
     }
-    add_kid(k, mk_env_parent(x), NULL, K_PARENT, 0, N_NONE);
-    break;
-  }
-  default:
-    break;
   }
 }
 
@@ -875,10 +267,11 @@ static void tree_cleanup(void *data) {
 
 typedef struct { mk_ptrset *dups; int shared; } shared_hook_data;
 
-static void shared_hook(void *data, SEXP x, const mk_cost *cost) {
+static void shared_hook(void *data, SEXP x, int type, const mk_cost *cost) {
   shared_hook_data *d = data;
   (void) cost;
-  if (!d->shared && mk_ptrset_has(d->dups, x)) d->shared = 1;
+  (void) type;
+  if (x != NULL && !d->shared && mk_ptrset_has(d->dups, x)) d->shared = 1;
 }
 
 /* Total of x alone, and whether any of it is reached more than once in the
@@ -888,8 +281,12 @@ static void component_total(tree_call *c, SEXP x, mk_cost *tot, int *shared) {
   c->w = mk_walker_new(0);
   if (c->w == NULL) oom();
   shared_hook_data d = {c->dups, 0};
+  mk_walk_opts o = {0};
+  o.hook = shared_hook;
+  o.hook_data = &d;
+  mk_walker_set(c->w, &o);
   *tot = (mk_cost) {0, 0, 0};
-  if (walk(c->w, x, tot, shared_hook, &d) != 0) oom();
+  if (mk_walker_add(c->w, x, tot) != 0) oom();
   *shared = d.shared;
 }
 
@@ -901,10 +298,10 @@ static double component_self(tree_call *c, SEXP x) {
   c->w = mk_walker_new(c->kids.n);
   if (c->w == NULL) oom();
   for (size_t i = 0; i < c->kids.n; i++) {
-    if (c->kids.v[i].node != x && mk_ptrset_add(c->w->seen, c->kids.v[i].node) < 0) oom();
+    if (c->kids.v[i].node != x && mk_ptrset_add(mk_walker_seen(c->w), c->kids.v[i].node) < 0) oom();
   }
   mk_cost self = {0, 0, 0};
-  if (walk(c->w, x, &self, NULL, NULL) != 0) oom();
+  if (mk_walker_add(c->w, x, &self) != 0) oom();
   return self.bytes;
 }
 
@@ -938,13 +335,15 @@ static SEXP tree_body(void *data) {
   c->dups = mk_ptrset_new(0);
   c->whole = mk_walker_new(0);
   if (c->dups == NULL || c->whole == NULL) oom();
-  c->whole->dups = c->dups;
+  mk_walk_opts o = {0};
+  o.dups = c->dups;
+  mk_walker_set(c->whole, &o);
   mk_cost whole = {0, 0, 0};
-  if (walk(c->whole, c->x, &whole, NULL, NULL) != 0) oom();
+  if (mk_walker_add(c->whole, c->x, &whole) != 0) oom();
   mk_walker_free(c->whole);
   c->whole = NULL;
 
-  if (!is_global(c->x)) {
+  if (!mk_is_global(c->x)) {
     int shared;
     mk_cost tot;
     component_total(c, c->x, &tot, &shared);
@@ -1033,7 +432,7 @@ static SEXP tree_body(void *data) {
 }
 
 SEXP ffi_size_tree(SEXP x, SEXP max_depth, SEXP min_bytes) {
-  check_layout();
+  mk_robj_reset();
   tree_call c = {0};
   c.x = x;
   c.max_depth = Rf_asInteger(max_depth);
@@ -1058,10 +457,9 @@ typedef struct {
   int oom;
 } bytype_call;
 
-static void bytype_hook(void *data, SEXP x, const mk_cost *cost) {
+static void bytype_hook(void *data, SEXP x, int t, const mk_cost *cost) {
   bytype_call *c = data;
-  int t = TYPEOF(x);
-  SEXP cl = first_class(x);
+  SEXP cl = x == NULL ? NULL : first_class(x);
   /* Rows 0..31 are the unclassed types; classed ones follow. */
   size_t i;
   if (cl == NULL) {
@@ -1106,7 +504,11 @@ static SEXP bytype_body(void *data) {
   for (int i = 0; i < 32; i++) c->t[i].type = i;
   c->n = 32;
   mk_cost cost = {0, 0, 0};
-  if (walk(c->w, c->x, &cost, bytype_hook, c) != 0 || c->oom) oom();
+  mk_walk_opts o = {0};
+  o.hook = bytype_hook;
+  o.hook_data = c;
+  mk_walker_set(c->w, &o);
+  if (mk_walker_add(c->w, c->x, &cost) != 0 || c->oom) oom();
   size_t m = 0;
   for (size_t i = 0; i < c->n; i++) if (c->t[i].count > 0) m++;
   const char *names[] = {"type", "class", "count", "bytes", "ncells", "vcells", ""};
@@ -1134,7 +536,7 @@ static SEXP bytype_body(void *data) {
 }
 
 SEXP ffi_size_by_type(SEXP x) {
-  check_layout();
+  mk_robj_reset();
   bytype_call c = {0};
   c.x = x;
   return R_ExecWithCleanup(bytype_body, &c, bytype_cleanup, &c);

@@ -27,4 +27,12 @@ double mk_rss_read(int fd);
  * *cap are unchanged). Safe from any thread; never touches R. */
 void *mk_grow(void *p, size_t *cap, size_t size, size_t first);
 
+/* A hint to fetch the memory at p ahead of its use: walks over large
+ * graphs are bound by memory latency. */
+#if defined(__GNUC__) || defined(__clang__)
+# define MK_PREFETCH(p) __builtin_prefetch(p)
+#else
+# define MK_PREFETCH(p) ((void) 0)
+#endif
+
 #endif

@@ -31,6 +31,11 @@ else
   echo "All dependencies are installed."
 fi
 
+# Debian's testthat (3.1.6) writes condition snapshots in an older format
+# than current testthat, the one R-devel needs: the same testthat for both.
+Rscript -e 'if (packageVersion("testthat") < "3.3.0") install.packages("testthat", Ncpus = 2L)'
+Rscript -e 'stopifnot(packageVersion("testthat") >= "3.3.0")' || { echo "testthat >= 3.3.0 is needed"; exit 1; }
+
 $deps_only && exit 0
 
 Rscript -e 'install.packages(".", repos = NULL, type = "source")'

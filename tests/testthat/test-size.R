@@ -346,13 +346,13 @@ test_that("plot() draws a tree", {
 })
 
 test_that("bad arguments give classed errors", {
-  expect_snapshot(error = TRUE, {
+  expect_error(mem_tree(1, max_depth = -1), class = "memkit_error_argument")
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
     mem_tree(1, max_depth = -1)
     mem_tree(1, max_depth = "a")
     mem_tree(1, min_bytes = NA)
     mem_tree(1, min_bytes = "lots")
   })
-  expect_error(mem_tree(1, max_depth = -1), class = "memkit_error_argument")
 })
 
 # Robustness, in a child process -------------------------------------------------

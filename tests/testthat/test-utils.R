@@ -18,7 +18,7 @@ test_that("errors without errno have no system fields", {
 
 test_that("argument checks name the argument and the value", {
   f <- function(n) check_scalar_number(n, min = 0)
-  expect_snapshot(error = TRUE, {
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
     f(-1)
     f("a")
     f(c(1, 2))

@@ -35,8 +35,10 @@ cases$ffi_retained_hash <- function() {
   stopifnot(g[[1L]] == g[[2L]], g[[1L]] == g[[4L]], g[[1L]] != g[[3L]], is.na(g[[5L]]),
             identical(r[[3L]][c(1L, 2L, 4L)], c(1L, 2L, 1L)), r[[2L]][[1L]] == 48 + 8 * 20)
 }
-cases$ffi_session_bindings <- function() {
-  r <- .Call(ns$ffi_session_bindings, session_env())
-  stopifnot(setequal(r[[1L]], c("a", "b", "c", "p", "act")),
-            identical(r[[2L]][match(c("a", "p", "act"), r[[1L]])], c("value", "promise", "active")))
+cases$ffi_retained_vectors <- function() {
+  e <- session_env()
+  r <- .Call(ns$ffi_retained_vectors, e, 100)
+  # e$a reached twice (a and b); promise and active binding never touched.
+  stopifnot(length(r$vecs) == 2L, identical(r$vecs[[1L]], e$a),
+            all(r$kind[r$path] == 4L), setequal(r$name[r$path], c("a", "b")))
 }
