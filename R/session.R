@@ -475,36 +475,48 @@ mem_dupes <- function(x, min_bytes = 1e4) {
 # a record per edge, with its parent record, kind, name and index).
 walk_paths <- function(found, ids, label) {
   vapply(ids, function(id) {
-    steps <- integer()
+    steps <- integer(64L)
+    n <- 0L
     while (!is.na(id)) {
-      steps <- c(id, steps)
+      n <- n + 1L
+      if (n > length(steps)) length(steps) <- 2L * length(steps)
+      steps[[n]] <- id
       id <- found$parent[[id]]
     }
-    path <- label
+    steps <- rev(steps[seq_len(n)])
+    # Each step wraps the path: pre before it, post after it.
+    pre <- character(n)
+    post <- character(n)
     nexts <- 0L
-    for (s in steps) {
+    for (j in seq_len(n)) {
+      s <- steps[[j]]
       kind <- found$kind[[s]]
       name <- found$name[[s]]
       index <- found$index[[s]]
-      # Edge kinds: 1 element, 2 attribute, 3 slot, 4 binding, 5 formals,
-      # 6 body, 7 environment, 8 parent, 9 code, 10 value, 11 next cell.
-      path <- switch(
-        as.character(kind),
-        "1" = if (!is.na(name)) paste0(path, "$", r_name(name)) else
-          sprintf("%s[[%.0f]]", path, if (index > 0) index else nexts + 1),
-        "2" = if (identical(name, ".Environment")) sprintf("environment(%s)", path) else
-          sprintf("attr(%s, \"%s\")", path, name),
-        "3" = paste0(path, "@", r_name(name)),
-        "4" = paste0(path, "$", r_name(name)),
-        "5" = sprintf("formals(%s)", path),
-        "6" = sprintf("body(%s)", path),
-        "7" = sprintf("environment(%s)", path),
-        "8" = sprintf("parent.env(%s)", path),
-        path
-      )
+      # Edge kinds (src/walk.h): 1 element, 2 attribute, 3 slot, 4 binding,
+      # 5 formals, 6 body, 7 environment, 8 parent, 11 next pairlist cell.
+      if (kind == 1L) {
+        post[[j]] <- if (!is.na(name)) paste0("$", r_name(name)) else
+          sprintf("[[%.0f]]", if (index > 0) index else nexts + 1)
+      } else if (kind == 2L) {
+        if (identical(name, ".Environment")) {
+          pre[[j]] <- "environment("
+          post[[j]] <- ")"
+        } else {
+          pre[[j]] <- "attr("
+          post[[j]] <- sprintf(", \"%s\")", name)
+        }
+      } else if (kind == 3L) {
+        post[[j]] <- paste0("@", r_name(name))
+      } else if (kind == 4L) {
+        post[[j]] <- paste0("$", r_name(name))
+      } else if (kind %in% 5:8) {
+        pre[[j]] <- c("formals(", "body(", "environment(", "parent.env(")[[kind - 4L]]
+        post[[j]] <- ")"
+      }
       nexts <- if (kind == 11L) nexts + 1L else 0L
     }
-    path
+    paste0(paste(rev(pre), collapse = ""), label, paste(post, collapse = ""))
   }, character(1))
 }
 

@@ -557,6 +557,8 @@ static SEXP dupes_body(void *data) {
   o.again = dupes_again;
   o.again_data = c;
   o.paths = 1;
+  /* What is inside x: not what its environments' parents hold. */
+  o.skip_parents = 1;
   mk_walker_set(c->w, &o);
   mk_cost cost = {0, 0, 0};
   if (TYPEOF(c->x) == ENVSXP && mk_is_global(c->x)) {

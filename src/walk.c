@@ -582,6 +582,7 @@ static void pin(mk_walker *w, SEXP x) {
 static void kid_edge(const mk_edge *e, void *data) {
   mk_walker *w = data;
   if (w->oom) return;
+  if (w->o.skip_parents && e->kind == MK_EDGE_PARENT) return;
   int path = -1;
   if (w->o.paths) {
     path = add_path(w, e->kind, e->name, e->index);

@@ -108,6 +108,7 @@ typedef struct {
   mk_node_hook hook; void *hook_data;
   mk_enter_fn enter; void *enter_data;
   int follow_globals;         /* enter global nodes too (retained marking) */
+  int skip_parents;           /* do not follow environments' parents */
   mk_edge_opts edges;         /* bindings to skip */
   mk_ptrset *dups;            /* if set: nodes reached more than once */
   int paths;                  /* record a path for every edge (mem_dupes) */

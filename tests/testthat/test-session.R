@@ -427,3 +427,33 @@ test_that("mem_dupes() handles deep nesting and leaves compact vectors compact",
   y <- list(1:1e6, 1:1e6)
   expect_equal(nrow(mem_dupes(y)), 0L)
 })
+
+test_that("mem_dupes() takes NULL, NULL bindings and environments with a format() method", {
+  expect_equal(nrow(mem_dupes(NULL)), 0L)
+  e <- new.env()
+  e$nothing <- NULL
+  e$v <- runif(2e3)
+  e$w <- e$v + 0
+  expect_equal(nrow(mem_dupes(e)), 1L)
+  # Two environments that format() alike (as R6 objects do) are still two.
+  a <- structure(new.env(), class = "memkitTestR6")
+  b <- structure(new.env(), class = "memkitTestR6")
+  registerS3method("format", "memkitTestR6", function(x, ...) "<memkitTestR6>")
+  a$x <- runif(2e3)
+  b$x <- a$x + 0
+  res <- mem_dupes(list(a = a, b = b))
+  expect_equal(nrow(res), 1L)
+  expect_setequal(res$paths[[1L]], c("x$a$x", "x$b$x"))
+})
+
+test_that("mem_dupes() survives a list nested 3e5 deep", {
+  skip_on_cran()
+  res <- in_child(function() {
+    x <- list(runif(2e3), runif(2e3))
+    x[[2]][] <- x[[1]]
+    for (i in 1:3e5) x <- list(x)
+    nrow(memkit::mem_dupes(x))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value, 1L)
+})

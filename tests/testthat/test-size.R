@@ -414,3 +414,64 @@ test_that("mem_tree() indexes elements whose names are not unique", {
   expect_setequal(mem_tree(x)$path,
                   c("x", "attr(x, \"names\")", "x[[1]]", "x[[2]]", "x[[\"b c\"]]", "x[[4]]"))
 })
+
+# Namespaces ----------------------------------------------------------------------
+
+# An environment that looks like a namespace: `.__NAMESPACE__.` holding an
+# environment with `spec`. Only environments R's registry holds are
+# namespaces (and so never counted).
+look_alike <- function(spec) {
+  e <- new.env(parent = emptyenv())
+  info <- new.env(parent = emptyenv())
+  spec(info)
+  assign(".__NAMESPACE__.", info, envir = e)
+  e$big <- runif(1e4)
+  e
+}
+
+test_that("a namespace look-alike's active binding is never called", {
+  calls <- 0L
+  e <- look_alike(function(info) {
+    makeActiveBinding("spec", function() {
+      calls <<- calls + 1L
+      c(name = "stats", version = "1.0")
+    }, info)
+  })
+  expect_gt(as.numeric(mem_size(e)), 8e4)
+  expect_s3_class(mem_tree(e), "mem_tree")
+  expect_s3_class(mem_by_type(e), "mem_by_type")
+  expect_identical(calls, 0L)
+})
+
+test_that("a namespace look-alike is measured like any environment", {
+  # Its spec names a namespace that is loaded, but the registry holds
+  # another environment under that name.
+  e <- look_alike(function(info) assign("spec", c(name = "stats", version = "1.0"), info))
+  expect_gt(as.numeric(mem_size(e)), 8e4)
+  # e$big is inside e: listing both adds only the list (48 + 2 * 8 bytes).
+  expect_equal(as.numeric(mem_size(list(e, e$big))) - as.numeric(mem_size(e)), 64)
+  # A real namespace stays opaque: a function of stats costs its own nodes only.
+  expect_lt(as.numeric(mem_size(asNamespace("stats"))), 1)
+  expect_lt(as.numeric(mem_size(stats::sd)), 1e4)
+})
+
+test_that("a look-alike whose active binding changes the graph does not crash", {
+  skip_on_cran()
+  res <- in_child(function() {
+    e <- new.env(parent = emptyenv())
+    info <- new.env(parent = emptyenv())
+    makeActiveBinding("spec", function() {
+      # Drop the object being measured and collect: a walker that called
+      # this would then read freed memory.
+      rm("big", envir = e)
+      gc()
+      "stats"
+    }, info)
+    assign(".__NAMESPACE__.", info, envir = e)
+    e$big <- lapply(1:1e4, function(i) runif(2))
+    c(as.numeric(memkit::mem_size(e)), exists("big", envir = e))
+  })
+  expect_true(res$ok)
+  expect_gt(res$value[[1L]], 1e4 * 56)
+  expect_identical(res$value[[2L]], 1)
+})
