@@ -157,7 +157,9 @@ gc_trace <- function(expr) {
 #' @rdname gc_trace
 #' @export
 gc_trace_start <- function() {
-  invisible(gctrace_begin("session", depth = 0L))
+  id <- gctrace_begin("session", depth = 0L)
+  gctrace_session_handlers_on()
+  invisible(id)
 }
 
 #' @rdname gc_trace
