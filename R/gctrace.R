@@ -55,7 +55,15 @@ mega <- 1048576
 #' writes straight to the message stream (`cat(file = stderr())`, C code's
 #' `REprintf()`) is held back and written when the next message is, or when
 #' the trace stops: it keeps its order relative to other messages but may
-#' come after output printed to the console meanwhile. If `expr` fails, the
+#' come after output printed to the console meanwhile. After
+#' `gc_trace_start()` messages and warnings are relayed by global calling
+#' handlers (where R allows them: not from inside `tryCatch()` and the like),
+#' errors print as they happen, and held text is written after each
+#' top-level call. A message sink that code inside the trace sets
+#' (`sink(con, type = "message")`) receives none of R's GC reports: they are
+#' turned off while it is in place (reports of collections before the next
+#' safe point may still reach it) and those collections are known from R's
+#' numbering; the sink is left as that code set it. If `expr` fails, the
 #' error is signalled again with the trace so far in its `gc_trace` field:
 #' `tryCatch(gc_trace(f()), error = function(e) e$gc_trace)`.
 #'
