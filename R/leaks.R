@@ -32,8 +32,9 @@
 #' own leak report.
 #'
 #' @param f A function, called with no arguments.
-#' @param n Number of calls measured, at least 5.
-#' @param warmup Number of calls made first and not measured.
+#' @param n Number of calls measured, from 5 to `1e6`.
+#' @param warmup Number of calls made first and not measured, from 0 to
+#'   `1e6`.
 #' @return A `mem_leaks` object, a list with
 #'   * `verdict`: `"R heap"`, `"native"` or `"none"`;
 #'   * `bytes_per_call`: the growth per call of the series behind the verdict
@@ -62,8 +63,9 @@ mem_leaks <- function(f, n = 100, warmup = 10) {
   if (!is.function(f)) {
     mk_abort("type", sprintf("`f` must be a function, not %s.", describe_value(f)))
   }
-  check_scalar_number(n, min = 5)
-  check_scalar_number(warmup, min = 0)
+  # Bounded before any collection: each run is a full collection.
+  check_scalar_number(n, min = 5, max = 1e6)
+  check_scalar_number(warmup, min = 0, max = 1e6)
   n <- as.integer(n)
   warmup <- as.integer(warmup)
   total <- warmup + n

@@ -99,8 +99,9 @@ peak_method_text <- function(method) {
 #' * `"sampled"`: otherwise, the largest sample: a lower bound.
 #'
 #' @param expr An expression to evaluate.
-#' @param interval Seconds between samples of resident memory, at least
-#'   `1e-4`.
+#' @param interval Seconds between samples of resident memory, from `1e-4`
+#'   to `86400` (a day); other values are an error of class
+#'   `memkit_error_argument`.
 #' @return `mem_profile()`: a `mem_profile` object, a list with
 #'   * `samples`: a data frame of `time` (seconds since the start) and `rss`
 #'     (resident memory, [mem_bytes]);
@@ -137,7 +138,9 @@ peak_method_text <- function(method) {
 #' summary(p)
 #' plot(p)
 mem_profile <- function(expr, interval = 0.01) {
-  check_scalar_number(interval, min = 1e-4)
+  # The upper bound keeps the sampler's deadline arithmetic exact; a day
+  # between readings is already only the start and the stop.
+  check_scalar_number(interval, min = 1e-4, max = 86400)
   run <- new.env(parent = emptyenv())
   run$st <- peak_begin(profile = TRUE)
   on.exit({
@@ -187,7 +190,7 @@ profile_finish <- function(run, interval, value) {
     stringsAsFactors = FALSE
   )
   if (isTRUE(readings$truncated)) {
-    warning("memkit: the sampler ran out of memory; later samples were dropped.", call. = FALSE)
+    mk_warn("memory", "The sampler ran out of memory; later samples were dropped.", call = NULL)
   }
   structure(list(
     samples = samples,

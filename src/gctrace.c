@@ -129,11 +129,9 @@ enum { K_ANCHOR = 0, K_KEY = 3, K_SENTINEL = 6, K_STACKS = 7, K_HOOK = 8, K_LEN 
 
 static void text_append(stream_t *s, const char *p, size_t n) {
   if (n == 0) return;
-  if (s->ntext + n + 1 > s->captext) {
-    size_t cap = s->captext ? s->captext : 4096;
-    while (cap < s->ntext + n + 1) cap *= 2;
-    if (cap > TEXT_MAX) { s->dropped += (double) n; return; }
-    char *t = realloc(s->text, cap);
+  while (s->ntext + n + 1 > s->captext) {
+    size_t cap = s->captext;
+    char *t = (cap >= TEXT_MAX) ? NULL : mk_grow(s->text, &cap, 1, 4096);
     if (t == NULL) { s->dropped += (double) n; return; }
     s->text = t;
     s->captext = cap;
@@ -308,11 +306,25 @@ static void handle_finalize(SEXP handle) {
   teardown();
 }
 
+/* Set `flag` in the descriptor flags (F_GETFD/F_SETFD) or the status flags
+ * (F_GETFL/F_SETFL) of `fd`. -1 with errno set on failure. */
+static int add_flag(int fd, int get, int set, int flag) {
+  int fl = fcntl(fd, get);
+  if (fl < 0) return -1;
+  return fcntl(fd, set, fl | flag) < 0 ? -1 : 0;
+}
+
 static int make_pipe(int fds[2]) {
   if (pipe(fds) != 0) return -1;
   for (int i = 0; i < 2; i++) {
-    int fl = fcntl(fds[i], F_GETFD);
-    if (fl >= 0) fcntl(fds[i], F_SETFD, fl | FD_CLOEXEC);
+    if (add_flag(fds[i], F_GETFD, F_SETFD, FD_CLOEXEC) != 0) {
+      int e = errno;
+      close(fds[0]);
+      close(fds[1]);
+      fds[0] = fds[1] = -1;
+      errno = e;
+      return -1;
+    }
   }
   return 0;
 }
@@ -347,8 +359,10 @@ static void adopt_if_pipe(int fd, const struct stat *ref) {
   struct stat st;
   if (fstat(fd, &st) != 0) return;
   if (st.st_dev == ref->st_dev && st.st_ino == ref->st_ino) {
-    int fl = fcntl(fd, F_GETFD);
-    if (fl >= 0) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    /* Adopted even if this fails: a fork must still point it elsewhere. A
+     * program exec'd meanwhile would hold the pipe open, which only delays
+     * the reader's end of file; ffi_gctrace_close() does not wait for it. */
+    (void) add_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC);
     G.adopted[G.nadopted++] = fd;
   }
 }
@@ -388,30 +402,50 @@ SEXP ffi_gctrace_adopt(SEXP handle) {
   return Rf_ScalarInteger(G.nadopted);
 }
 
+/* Undo a half-finished ffi_gctrace_open() and signal the error: the handle
+ * lets go first, so that its finalizer (run later) finds nothing to do. */
+static void open_failed(SEXP handle, int err, const char *what, const char *msg) MK_NORETURN;
+static void open_failed(SEXP handle, int err, const char *what, const char *msg) {
+  R_ClearExternalPtr(handle);
+  teardown();
+  mk_error_sys("system", err, what, "%s", msg);
+}
+
 /* Open the pipe and start the reader. Returns an external pointer that owns
  * both (its finalizer closes them) with the write end's fd in attribute
- * "fd". */
+ * "fd". The pointer exists, with its finalizer, before anything it owns. */
 SEXP ffi_gctrace_open(void) {
-  if (G.open) mk_error("state", "A GC trace pipe is already open.");
-  int p[2];
-  if (make_pipe(p) != 0) mk_error_sys("system", errno, "pipe", "Can't create a pipe");
-  if (make_pipe(G.wake) != 0) {
-    int e = errno;
-    close(p[0]);
-    close(p[1]);
-    mk_error_sys("system", e, "pipe", "Can't create a pipe");
-  }
-  G.rfd = p[0];
-  G.wfd = p[1];
-  int fl = fcntl(G.rfd, F_GETFL);
-  if (fl >= 0) fcntl(G.rfd, F_SETFL, fl | O_NONBLOCK);
-#ifdef F_SETPIPE_SZ
-  /* Room for thousands of reports in case the reader is descheduled; a full
-   * pipe would make REprintf() wait for it. Best effort. */
-  (void) fcntl(G.wfd, F_SETPIPE_SZ, 1 << 20);
-#endif
+  if (G.open || G.rfd >= 0) mk_error("state", "A GC trace pipe is already open.");
+  int nprot = 0;
+  SEXP handle = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue)); nprot++;
+  /* The finalizer is a weak reference kept in the handle, so that closing
+   * can run and retire it: a C finalizer left pending would point into this
+   * library after it is unloaded. */
+  SEXP wr = PROTECT(R_MakeWeakRefC(handle, R_NilValue, handle_finalize, TRUE)); nprot++;
+  R_SetExternalPtrProtected(handle, wr);
+  SEXP fdattr = PROTECT(Rf_allocVector(INTSXP, 1)); nprot++;
+  Rf_setAttrib(handle, Rf_install("fd"), fdattr);
   memset(&G.s, 0, sizeof G.s);
   G.forked = 0;
+  /* From here on the handle owns G's descriptors and thread. */
+  R_SetExternalPtrAddr(handle, &G);
+
+  int p[2];
+  if (make_pipe(p) != 0) open_failed(handle, errno, "pipe", "Can't create a pipe");
+  G.rfd = p[0];
+  G.wfd = p[1];
+  if (make_pipe(G.wake) != 0) open_failed(handle, errno, "pipe", "Can't create a pipe");
+  /* The reader drains without blocking, so that a drain on R's thread never
+   * waits for a writer. */
+  if (add_flag(G.rfd, F_GETFL, F_SETFL, O_NONBLOCK) != 0) {
+    open_failed(handle, errno, "fcntl", "Can't make the GC trace pipe non-blocking");
+  }
+#ifdef F_SETPIPE_SZ
+  /* Room for thousands of reports in case the reader is descheduled; a full
+   * pipe would make REprintf() wait for it. Best effort: the default size
+   * only makes such waits likelier. */
+  (void) fcntl(G.wfd, F_SETPIPE_SZ, 1 << 20);
+#endif
 
   /* The thread must never take R's signals (SIGINT belongs to R). */
   sigset_t all, old;
@@ -419,21 +453,10 @@ SEXP ffi_gctrace_open(void) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int rc = pthread_create(&G.thread, NULL, reader_main, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    teardown();
-    mk_error_sys("system", rc, "pthread_create", "Can't start the GC report reader");
-  }
+  if (rc != 0) open_failed(handle, rc, "pthread_create", "Can't start the GC report reader");
   G.thread_started = 1;
   G.open = 1;
-
-  int nprot = 0;
-  SEXP handle = PROTECT(R_MakeExternalPtr(&G, R_NilValue, R_NilValue)); nprot++;
-  /* The finalizer is a weak reference kept in the handle, so that closing
-   * can run and retire it: a C finalizer left pending would point into this
-   * library after it is unloaded. */
-  SEXP wr = PROTECT(R_MakeWeakRefC(handle, R_NilValue, handle_finalize, TRUE)); nprot++;
-  R_SetExternalPtrProtected(handle, wr);
-  Rf_setAttrib(handle, Rf_install("fd"), Rf_ScalarInteger(G.wfd));
+  INTEGER(fdattr)[0] = G.wfd;
   UNPROTECT(nprot);
   return handle;
 }
@@ -541,9 +564,15 @@ static void sentinel_fired(SEXP key) {
     /* A forked child inherited gcinfo(TRUE): stop its reports (they would
      * reach its stderr) and stop listening. */
     G.armed = 0;
-    SEXP off = PROTECT(Rf_lang2(Rf_install("gcinfo"), Rf_ScalarLogical(FALSE))); nprot++;
     int err = 0;
-    R_tryEvalSilent(off, R_BaseEnv, &err);
+    SEXP hook = VECTOR_ELT(G.keep, K_HOOK);
+    /* The R side's hook, in a child, gives the message sink and gcinfo()
+     * back as they were before the parent traced. */
+    SEXP off = TYPEOF(hook) == CLOSXP ?
+      PROTECT(Rf_lang1(hook)) :
+      PROTECT(Rf_lang2(Rf_install("gcinfo"), Rf_ScalarLogical(FALSE)));
+    nprot++;
+    R_tryEvalSilent(off, TYPEOF(hook) == CLOSXP ? R_GlobalEnv : R_BaseEnv, &err);
     UNPROTECT(nprot);
     return;
   }
@@ -643,25 +672,22 @@ SEXP ffi_gctrace_disarm(void) {
 
 /* ---- reading out -------------------------------------------------------- */
 
-/* Reports from index `from` (0-based) on, as a list of columns. */
+/* Reports from index `from` (0-based) on, as a list of columns.
+ *
+ * Nothing here is malloc'd: the R vectors are allocated first, without the
+ * lock (an allocation may collect, and the finalizer it runs takes the lock;
+ * or it may fail and long-jump), and the records are then copied straight
+ * into them under the lock. Records are only ever appended, so the `m`
+ * counted first are still there. */
 SEXP ffi_gctrace_records(SEXP from_) {
   int nprot = 0;
   drain();
   if (G.open) pthread_mutex_lock(&G.mu);
   size_t n = G.open ? G.s.nrecs : 0;
-  double fromd = Rf_asReal(from_);
-  size_t from = (ISNAN(fromd) || fromd < 0) ? 0 : (size_t) fromd;
-  if (from > n) from = n;
-  size_t m = n - from;
-  /* Copy out under the lock, allocate R objects after releasing it. */
-  gcrec *copy = m ? malloc(m * sizeof *copy) : NULL;
-  if (m && copy == NULL) {
-    if (G.open) pthread_mutex_unlock(&G.mu);
-    mk_error("memory", "Can't copy %zu GC records.", m);
-  }
-  if (m) memcpy(copy, G.s.recs + from, m * sizeof *copy);
-  double dropped = G.open ? G.s.dropped : 0;
   if (G.open) pthread_mutex_unlock(&G.mu);
+  double fromd = Rf_asReal(from_);
+  size_t from = (ISNAN(fromd) || fromd < 0) ? 0 : (fromd > (double) n ? n : (size_t) fromd);
+  size_t m = n - from;
 
   const char *names[] = {"mono", "gc", "level0", "level1", "level2", "level",
                          "ncells_mb", "ncells_pct", "vcells_mb", "vcells_pct", ""};
@@ -676,29 +702,37 @@ SEXP ffi_gctrace_records(SEXP from_) {
   SEXP npc = Rf_allocVector(INTSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 7, npc);
   SEXP vmb = Rf_allocVector(REALSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 8, vmb);
   SEXP vpc = Rf_allocVector(INTSXP, (R_xlen_t) m); SET_VECTOR_ELT(out, 9, vpc);
-  for (size_t i = 0; i < m; i++) {
-    gcrec *r = &copy[i];
-    REAL(mono)[i] = r->mono;
-    INTEGER(ints[0])[i] = r->n;
-    INTEGER(ints[1])[i] = r->c0;
-    INTEGER(ints[2])[i] = r->c1;
-    INTEGER(ints[3])[i] = r->c2;
-    INTEGER(ints[4])[i] = r->level;
-    REAL(nmb)[i] = r->ncells_mb < 0 ? NA_REAL : r->ncells_mb;
-    INTEGER(npc)[i] = r->ncells_pct < 0 ? NA_INTEGER : r->ncells_pct;
-    REAL(vmb)[i] = r->vcells_mb < 0 ? NA_REAL : r->vcells_mb;
-    INTEGER(vpc)[i] = r->vcells_pct < 0 ? NA_INTEGER : r->vcells_pct;
+  SEXP total = PROTECT(Rf_ScalarReal((double) n)); nprot++;
+  SEXP dropped = PROTECT(Rf_ScalarReal(0)); nprot++;
+
+  if (G.open) pthread_mutex_lock(&G.mu);
+  if (G.open && G.s.nrecs >= n) {
+    for (size_t i = 0; i < m; i++) {
+      const gcrec *r = &G.s.recs[from + i];
+      REAL(mono)[i] = r->mono;
+      INTEGER(ints[0])[i] = r->n;
+      INTEGER(ints[1])[i] = r->c0;
+      INTEGER(ints[2])[i] = r->c1;
+      INTEGER(ints[3])[i] = r->c2;
+      INTEGER(ints[4])[i] = r->level;
+      REAL(nmb)[i] = r->ncells_mb < 0 ? NA_REAL : r->ncells_mb;
+      INTEGER(npc)[i] = r->ncells_pct < 0 ? NA_INTEGER : r->ncells_pct;
+      REAL(vmb)[i] = r->vcells_mb < 0 ? NA_REAL : r->vcells_mb;
+      INTEGER(vpc)[i] = r->vcells_pct < 0 ? NA_INTEGER : r->vcells_pct;
+    }
+    REAL(dropped)[0] = G.s.dropped;
   }
-  free(copy);
-  Rf_setAttrib(out, Rf_install("total"), Rf_ScalarReal((double) n));
-  Rf_setAttrib(out, Rf_install("dropped"), Rf_ScalarReal(dropped));
+  if (G.open) pthread_mutex_unlock(&G.mu);
+  Rf_setAttrib(out, Rf_install("total"), total);
+  Rf_setAttrib(out, Rf_install("dropped"), dropped);
   UNPROTECT(nprot);
   return out;
 }
 
 /* The non-report text received so far, removed from the buffer. A trailing
  * piece without a newline is included unless it may be the start of a
- * report still being written. */
+ * report still being written. As for the records, R owns every buffer: a
+ * raw vector is allocated first, the text moved into it under the lock. */
 SEXP ffi_gctrace_text(void) {
   int nprot = 0;
   if (!G.open) return Rf_mkString("");
@@ -713,18 +747,22 @@ SEXP ffi_gctrace_text(void) {
     }
   }
   size_t n = s->ntext;
-  char *copy = malloc(n + 1);
-  if (copy == NULL) {
-    pthread_mutex_unlock(&G.mu);
-    mk_error("memory", "Can't copy %zu bytes of messages.", n);
+  pthread_mutex_unlock(&G.mu);
+  if (n > INT_MAX) n = INT_MAX; /* the rest comes with the next call */
+  SEXP buf = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) n)); nprot++;
+  pthread_mutex_lock(&G.mu);
+  /* The reader only appends meanwhile: the first n bytes are the same. */
+  if (G.open && s->ntext >= n) {
+    if (n) memcpy(RAW(buf), s->text, n);
+    memmove(s->text, s->text + n, s->ntext - n);
+    s->ntext -= n;
+    if (s->text) s->text[s->ntext] = '\0';
+  } else {
+    n = 0;
   }
-  if (n) memcpy(copy, s->text, n);
-  copy[n] = '\0';
-  s->ntext = 0;
   pthread_mutex_unlock(&G.mu);
   SEXP out = PROTECT(Rf_allocVector(STRSXP, 1)); nprot++;
-  SET_STRING_ELT(out, 0, Rf_mkCharLenCE(copy, (int) n, CE_NATIVE));
-  free(copy);
+  SET_STRING_ELT(out, 0, Rf_mkCharLenCE((const char *) RAW(buf), (int) n, CE_NATIVE));
   UNPROTECT(nprot);
   return out;
 }

@@ -77,6 +77,14 @@ SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
 #endif
 
 #define INITIAL_CAPACITY 4096
+/* The longest wait between readings, in seconds. mem_profile() refuses
+ * longer intervals; this keeps the deadline arithmetic far from overflow
+ * whatever it is given. */
+#define MAX_INTERVAL 86400.0
+
+typedef struct {
+  double time, rss;
+} reading;
 
 typedef struct {
   pthread_t thread;
@@ -89,8 +97,7 @@ typedef struct {
   pid_t pid;       /* the process that started the thread */
   double interval;
   /* Written by the thread only; read by R's thread only after the join. */
-  double *time;
-  double *rss;
+  reading *r;
   size_t n;
   size_t cap;
   int truncated;   /* a buffer could not grow: later samples dropped */
@@ -101,24 +108,23 @@ static void record(sampler *s) {
   double now = mk_now();
   if (s->n == s->cap) {
     if (s->truncated) return;
-    size_t cap = s->cap * 2;
-    double *t = realloc(s->time, cap * sizeof *t);
-    if (t == NULL) { s->truncated = 1; return; }
-    s->time = t;
-    double *r = realloc(s->rss, cap * sizeof *r);
+    reading *r = mk_grow(s->r, &s->cap, sizeof *r, INITIAL_CAPACITY);
     if (r == NULL) { s->truncated = 1; return; }
-    s->rss = r;
-    s->cap = cap;
+    s->r = r;
   }
-  s->time[s->n] = now;
-  s->rss[s->n] = rss;
-  s->n++;
+  s->r[s->n++] = (reading) {now, rss};
 }
 
+/* ts += secs, for 0 < secs <= MAX_INTERVAL: whole seconds and nanoseconds
+ * apart, so that no product overflows (a double of 1e10 seconds times 1e9
+ * does not fit a long long). */
 static void add_seconds(struct timespec *ts, double secs) {
-  long long ns = (long long) ts->tv_nsec + (long long) (secs * 1e9);
-  ts->tv_sec += (time_t) (ns / 1000000000LL);
-  ts->tv_nsec = (long) (ns % 1000000000LL);
+  if (!(secs > 0)) secs = 0;
+  if (secs > MAX_INTERVAL) secs = MAX_INTERVAL;
+  double whole = (double) (long) secs;
+  long ns = (long) ((secs - whole) * 1e9) + ts->tv_nsec;
+  ts->tv_sec += (time_t) whole + (time_t) (ns / 1000000000L);
+  ts->tv_nsec = ns % 1000000000L;
 }
 
 static int before(const struct timespec *a, const struct timespec *b) {
@@ -179,8 +185,7 @@ static void sampler_free(sampler *s) {
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
   }
-  free(s->time);
-  free(s->rss);
+  free(s->r);
   free(s);
 }
 
@@ -216,14 +221,10 @@ SEXP ffi_sampler_start(SEXP interval) {
   if (s == NULL) mk_error("memory", "Cannot allocate the sampler.");
   s->fd = -1;
   R_SetExternalPtrAddr(ptr, s);
-  s->interval = secs;
+  s->interval = secs > MAX_INTERVAL ? MAX_INTERVAL : secs;
 
-  s->time = malloc(INITIAL_CAPACITY * sizeof *s->time);
-  s->rss = malloc(INITIAL_CAPACITY * sizeof *s->rss);
-  if (s->time == NULL || s->rss == NULL) {
-    mk_error("memory", "Cannot allocate the sampler's buffers.");
-  }
-  s->cap = INITIAL_CAPACITY;
+  s->r = mk_grow(NULL, &s->cap, sizeof *s->r, INITIAL_CAPACITY);
+  if (s->r == NULL) mk_error("memory", "Cannot allocate the sampler's buffers.");
 
 #if defined(__linux__)
   s->fd = mk_rss_open();
@@ -233,17 +234,23 @@ SEXP ffi_sampler_start(SEXP interval) {
 #endif
 
   pthread_condattr_t cattr;
-  if (pthread_condattr_init(&cattr) != 0) mk_error("thread", "Cannot set up the sampler.");
+  int rc = pthread_condattr_init(&cattr);
+  if (rc != 0) mk_error_sys("system", rc, NULL, "Cannot set up the sampler");
 #ifdef HAVE_CONDATTR_SETCLOCK
-  pthread_condattr_setclock(&cattr, WAIT_CLOCK);
+  /* Waits must run on the clock the deadlines are computed with. */
+  rc = pthread_condattr_setclock(&cattr, WAIT_CLOCK);
+  if (rc != 0) {
+    pthread_condattr_destroy(&cattr);
+    mk_error_sys("system", rc, NULL, "Cannot set up the sampler's clock");
+  }
 #endif
-  int rc = pthread_cond_init(&s->wake, &cattr);
+  rc = pthread_cond_init(&s->wake, &cattr);
   pthread_condattr_destroy(&cattr);
-  if (rc != 0) mk_error_sys("thread", rc, NULL, "Cannot set up the sampler");
+  if (rc != 0) mk_error_sys("system", rc, NULL, "Cannot set up the sampler");
   rc = pthread_mutex_init(&s->lock, NULL);
   if (rc != 0) {
     pthread_cond_destroy(&s->wake);
-    mk_error_sys("thread", rc, NULL, "Cannot set up the sampler");
+    mk_error_sys("system", rc, NULL, "Cannot set up the sampler");
   }
   s->have_sync = 1;
 
@@ -255,7 +262,7 @@ SEXP ffi_sampler_start(SEXP interval) {
   s->pid = getpid();
   rc = pthread_create(&s->thread, NULL, sampler_main, s);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) mk_error_sys("thread", rc, NULL, "Cannot start the sampler thread");
+  if (rc != 0) mk_error_sys("system", rc, NULL, "Cannot start the sampler thread");
   s->have_thread = 1;
 
   UNPROTECT(nprot);
@@ -271,9 +278,9 @@ SEXP ffi_sampler_stop(SEXP ptr) {
   R_xlen_t n = (R_xlen_t) s->n;
   SEXP time = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
   SEXP rss = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
-  if (n > 0) {
-    memcpy(REAL(time), s->time, (size_t) n * sizeof(double));
-    memcpy(REAL(rss), s->rss, (size_t) n * sizeof(double));
+  for (R_xlen_t i = 0; i < n; i++) {
+    REAL(time)[i] = s->r[i].time;
+    REAL(rss)[i] = s->r[i].rss;
   }
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 3)); nprot++;
   SEXP names = PROTECT(Rf_allocVector(STRSXP, 3)); nprot++;

@@ -119,10 +119,9 @@ test_that("the end of a trace is read from R's last report when nothing follows 
   }
   # No collection at all: no rows, one marker.
   r <- traced_twice(NULL)
-  if (nrow(r$inner_ev) == 0L) {
-    expect_identical(r$inner$gc_end, r$inner$gc_start)
-    expect_identical(nrow(r$markers), 1L)
-  }
+  expect_identical(nrow(r$inner_ev), 0L)
+  expect_identical(r$inner$gc_end, r$inner$gc_start)
+  expect_identical(nrow(r$markers), 1L)
 })
 
 test_that("a trace ends with a marker when its end is not known from R's reports", {
@@ -180,8 +179,8 @@ test_that("columns follow the events contract", {
 })
 
 test_that("gc_trace_stop() with no trace running is a state error", {
-  expect_snapshot(gc_trace_stop(), error = TRUE)
   expect_error(gc_trace_stop(), class = "memkit_error_state")
+  expect_snapshot(gc_trace_stop(), error = TRUE)
 })
 
 test_that("gc_trace_start() and gc_trace_stop() trace a stretch of a session", {
@@ -242,14 +241,16 @@ test_that("nested traces: the inner one holds its stretch, the outer one everyth
   # one, and so is its end marker if it took one.
   expect_true(tr$value$gc_start %in% outer_ev$gc[outer_ev$explicit])
   expect_identical(inner_ev$gc, seq.int(tr$value$gc_start + 1L, length.out = nrow(inner_ev)))
-  expect_true(tr$value$gc_end + 1L %in% outer_ev$gc[outer_ev$explicit] ||
+  # (Parenthesised: `+` binds looser than `%in%`.)
+  expect_true((tr$value$gc_end + 1L) %in% outer_ev$gc[outer_ev$explicit] ||
                 !any(outer_ev$gc > tr$value$gc_end & outer_ev$explicit))
 })
 
 test_that("gc_trace_stop() inside a gc_trace() expression is a state error", {
   state <- session_state()
-  expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE)
+  expect_error(gc_trace(gc_trace_stop()), class = "memkit_error_state")
   expect_identical(session_state(), state)
+  expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE)
 })
 
 test_that("bench::mark() inside gc_trace() works and leaves the session as found", {
@@ -266,7 +267,9 @@ test_that("bench::mark() inside gc_trace() works and leaves the session as found
 })
 
 test_that("messages and warnings reach outer handlers once, in order", {
-  options(warn = 0)
+  withr::local_options(warn = 0)
+  expect_message(expect_message(gc_trace({ message("a"); message("b") }), "a"), "b")
+  expect_silent(suppressMessages(gc_trace(message("hidden"))))
   expect_snapshot({
     tr <- gc_trace({
       cat("one\n")
@@ -278,8 +281,6 @@ test_that("messages and warnings reach outer handlers once, in order", {
     })
     tr$value
   })
-  expect_message(expect_message(gc_trace({ message("a"); message("b") }), "a"), "b")
-  expect_silent(suppressMessages(gc_trace(message("hidden"))))
 })
 
 test_that("text written straight to the message stream is kept in order (Rscript)", {
@@ -382,15 +383,15 @@ test_that("print() and summary() are short", {
     x <- gsub("[0-9]+(\\.[0-9]+)? m?s\\b", "<time>", x)
     gsub("[0-9]+(\\.[0-9]+)?", "#", x)
   }
-  expect_snapshot(print(tr), transform = scrub)
-  # The calls listed after the first four lines depend on where R's safe
-  # points fall; they are checked below, not snapshotted.
-  expect_snapshot(writeLines(utils::head(capture.output(summary(tr)), 5L)), transform = scrub)
   s <- summary(tr)
   expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
   expect_identical(s$explicit, 1L)
   expect_identical(sum(s$top_calls$collections), nrow(as.data.frame(tr)))
   expect_true("gc()" %in% s$top_calls$call)
+  expect_snapshot(print(tr), transform = scrub)
+  # The calls listed after the first four lines depend on where R's safe
+  # points fall; they are checked above, not snapshotted.
+  expect_snapshot(writeLines(utils::head(capture.output(summary(tr)), 5L)), transform = scrub)
 })
 
 test_that("plot() draws in base graphics", {
@@ -511,4 +512,107 @@ test_that("call texts are each call deparsed, however often calls repeat", {
   }, character(1))
   expect_identical(call_texts(calls), expected)
   expect_identical(call_texts(list()), character())
+})
+
+test_that("a message sink set inside the trace gets none of R's reports and stays (#13)", {
+  f <- withr::local_tempfile()
+  con <- file(f, "w")
+  before <- gc_report()
+  tr <- gc_trace({
+    sink(con, type = "message")
+    gc(); gc(); gc()
+    message("mine")
+    1
+  })
+  expect_identical(sink.number(type = "message"), as.integer(con))
+  sink(type = "message")
+  close(con)
+  after <- gc_report()
+  expect_identical(readLines(f), "mine")
+  ev <- expect_complete(tr, before, after)
+  expect_gte(tr$gc_end, tr$gc_start)
+  expect_identical(sum(ev$explicit), 3L)
+  expect_false(gcinfo(FALSE))
+})
+
+test_that("options(warn = 2) and an error in a relayed warning leave the session as found (#13)", {
+  state <- session_state()
+  withr::with_options(list(warn = 2), {
+    expect_error(gc_trace(warning("w")), "converted from warning")
+  })
+  expect_identical(session_state(), state)
+  expect_error(gc_trace(message(structure(class = c("boom", "message", "condition"),
+                                          list(message = "m\n", call = NULL)))), NA)
+  withr::with_options(list(warn = 2), {
+    expect_error(gc_trace({ x <- lapply(1:2e4, function(i) numeric(20)); warning("w") }))
+  })
+  expect_identical(session_state(), state)
+})
+
+test_that("closeAllConnections() inside a trace: the trace goes on, no error (#13)", {
+  res <- in_child(function() {
+    tr <- memkit::gc_trace({
+      closeAllConnections()
+      x <- lapply(1:1e5, function(i) numeric(10))
+      length(x)
+    })
+    ev <- as.data.frame(tr)
+    list(value = tr$value, n = nrow(ev), span = tr$gc_end - tr$gc_start,
+         seen = sum(ev$seen), sink = sink.number(type = "message"), gcinfo = gcinfo(FALSE))
+  })
+  expect_true(res$ok)
+  expect_identical(res$value$value, 1e5L)
+  expect_identical(res$value$n, res$value$span)
+  expect_gt(res$value$seen, 0L)
+  expect_identical(res$value$sink, 2L)
+  expect_false(res$value$gcinfo)
+})
+
+test_that("gc_trace_start(): messages and errors arrive as they happen (Rscript, #13)", {
+  skip_if_not_installed("processx")
+  script <- withr::local_tempfile(fileext = ".R")
+  writeLines(c(
+    "library(memkit)",
+    "invisible(gc_trace_start())",
+    "message('1')",
+    "cat('2\\n')",
+    "cat('3\\n', file = stderr())",
+    "cat('4\\n')",
+    "x <- lapply(1:2e5, function(i) numeric(10))",
+    "try(stop('5'))",
+    "cat('6\\n')",
+    "message('7')",
+    "tr <- gc_trace_stop()",
+    "cat('8\\n')",
+    "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start)",
+    "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
+  ), script)
+  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
+                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
+                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  expect_identical(res$status, 0L)
+  lines <- strsplit(res$stdout, "\n")[[1L]]
+  lines <- sub("^Error in try\\(stop\\(\"5\"\\)\\) : ", "", lines)
+  expect_identical(lines, c(as.character(1:8), "ok 2 FALSE "))
+})
+
+# Work, not time: the bytes R allocates to join a trace grow in proportion
+# to its collections (a join that grows vectors one element at a time, as
+# before, allocates in proportion to their square).
+test_that("joining a trace is linear in its collections (#13)", {
+  skip_if_not(capabilities("profmem"), "R was built without memory profiling")
+  join_bytes <- function(n) {
+    gc_trace_start()
+    for (i in seq_len(n)) gc(full = FALSE)
+    f <- withr::local_tempfile()
+    utils::Rprofmem(f, threshold = 0)
+    tr <- gc_trace_stop()
+    utils::Rprofmem(NULL)
+    expect_identical(nrow(as.data.frame(tr)), tr$gc_end - tr$gc_start)
+    lines <- readLines(f)
+    sum(as.numeric(sub(" :.*", "", grep("^[0-9]+ :", lines, value = TRUE))))
+  }
+  small <- join_bytes(500)
+  large <- join_bytes(2000)
+  expect_lt(large / small, 6)
 })

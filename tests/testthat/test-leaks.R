@@ -55,14 +55,24 @@ test_that("the Theil-Sen fit finds the slope despite an outlier", {
 })
 
 test_that("bad arguments give classed errors naming them", {
+  expect_error(mem_leaks("f"), class = "memkit_error_type")
+  expect_error(mem_leaks(identity, n = 2), class = "memkit_error_argument")
+  expect_error(mem_leaks(identity, warmup = -1), class = "memkit_error_argument")
+  expect_error(mem_leaks(identity, n = "a"), class = "memkit_error_argument")
   expect_snapshot(error = TRUE, {
     mem_leaks(1)
     mem_leaks(function() NULL, n = 0)
     mem_leaks(function() NULL, warmup = -1)
     mem_leaks(function() NULL, n = "a")
   })
-  expect_error(mem_leaks("f"), class = "memkit_error_type")
-  expect_error(mem_leaks(identity, n = 2), class = "memkit_error_argument")
+})
+
+test_that("mem_leaks(n = Inf) is an argument error before any collection (#13)", {
+  tr <- gc_trace(err <- tryCatch(mem_leaks(function() NULL, n = Inf), error = identity))
+  expect_s3_class(err, "memkit_error_argument")
+  expect_match(conditionMessage(err), "`n`")
+  expect_identical(sum(as.data.frame(tr)$explicit), 0L)
+  expect_error(mem_leaks(function() NULL, warmup = Inf), class = "memkit_error_argument")
 })
 
 test_that("print() states the verdict, the fits and where to look", {

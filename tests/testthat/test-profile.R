@@ -19,7 +19,8 @@ test_that("mem_profile() records samples, marks and the value of expr", {
   }, interval = 0.005)
   expect_s3_class(p, "mem_profile")
   expect_identical(p$value, 1)
-  expect_gte(nrow(p$samples), 2L)
+  # 50 ms at 5 ms: the start and stop readings alone would be 2.
+  expect_gte(nrow(p$samples), 5L)
   expect_s3_class(p$samples$rss, "mem_bytes")
   expect_true(all(diff(p$samples$time) >= 0))
   expect_identical(p$marks$label, c("alloc", "sum"))
@@ -152,13 +153,28 @@ test_that("a sampler dropped without stopping is finalized", {
 })
 
 test_that("bad arguments give classed errors naming them", {
+  expect_error(mem_profile(1, interval = 0), class = "memkit_error_argument")
+  expect_error(mem_profile(1, interval = -1), class = "memkit_error_argument")
+  expect_error(mem_profile(1, interval = "fast"), class = "memkit_error_argument")
+  expect_error(mem_profile(1, interval = 1e10), class = "memkit_error_argument")
+  expect_error(mem_mark(c("a", "b")), class = "memkit_error_argument")
+  expect_error(mem_peak(1, heap = NA), class = "memkit_error_argument")
   expect_snapshot(error = TRUE, {
     mem_profile(1, interval = -1)
     mem_profile(1, interval = "fast")
+    mem_profile(1, interval = 1e10)
     mem_mark(c("a", "b"))
     mem_peak(1, heap = NA)
   })
-  expect_error(mem_profile(1, interval = 0), class = "memkit_error_argument")
+})
+
+test_that("the sampler's deadlines do not overflow for huge intervals (#13)", {
+  # Before: 1e10 s * 1e9 overflowed to a deadline in the past, and the thread
+  # read without pause (millions of readings in a fraction of a second).
+  s <- .Call(ffi_sampler_start, 1e10)
+  Sys.sleep(0.2)
+  r <- .Call(ffi_sampler_stop, s)
+  expect_lte(length(r$rss), 3L)
 })
 
 test_that("print() and summary() are short and name the figures", {
