@@ -19,7 +19,28 @@
 #' `NA_character_`, `""`, primitive functions, the shared `TRUE`, `FALSE` and
 #' `NA` scalars, and the classes of compact vectors. Memory behind an external
 #' pointer (a database connection, a file mapping) is invisible to R and not
-#' counted.
+#' counted. A namespace is an environment R's namespace registry holds; an
+#' environment that merely looks like one (a `.__NAMESPACE__.` binding) is
+#' measured like any other, and its bindings are never called.
+#'
+#' @section Across R versions:
+#' memkit reads objects only through R's API. From R 4.6, that API hides a
+#' few things, and sizes there are exact up to these bounds:
+#' * a promise bound in an environment (an unevaluated argument, a
+#'   `delayedAssign()`) is counted with its binding as one 56-byte node; if
+#'   the same promise is also reached another way (a `...` list), it is
+#'   counted twice (56 bytes more each time);
+#' * the byte code of a promise's expression is counted as the expression;
+#' * an attribute list shared between objects is counted for each of them
+#'   (56 bytes per attribute).
+#'
+#' In every R, a number R keeps unboxed in a function's frame (a scalar
+#' loop variable of byte-compiled code) is boxed by the first measurement of
+#' that frame, as reading it through the API requires: the frame then holds
+#' one 56-byte vector more, which the measurement counts. Finding an
+#' environment's bindings through the API takes a lookup per binding, so an
+#' environment without a hash table (a function's frame, `new.env(hash =
+#' FALSE)`) takes time quadratic in its number of bindings.
 #'
 #' @param ... Objects to measure.
 #' @return `mem_size()`: a single [mem_bytes]. `mem_sizes()`: a named
