@@ -4,7 +4,10 @@
  */
 #include <string.h>
 
+#include <R_ext/Memory.h>
+
 #include "robj.h"
+#include "utils.h"
 
 /* ---- attributes -------------------------------------------------------- */
 
@@ -101,7 +104,7 @@ R_xlen_t mk_robj_capacity(SEXP x) {
 
 /* attach()ed object tables: only their own R code can list or read them. */
 static int is_user_database(SEXP env) {
-  return Rf_inherits(env, "UserDefinedDatabase");
+  return Rf_isObject(env) && Rf_inherits(env, "UserDefinedDatabase");
 }
 
 #if MK_ROBJ_API_ONLY
@@ -250,15 +253,21 @@ static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
   return 0;
 }
 
-static R_xlen_t chain(SEXP env, SEXP cell, mk_binding_fn fn, void *data) {
-  R_xlen_t count = 0;
+/* The bindings' symbols, in frame then hash-table order, in memory from
+ * R_alloc(): R frees it when the .Call returns, a long jump included. */
+typedef struct { SEXP *v; size_t n, cap; } symbuf;
+
+static void symbuf_chain(symbuf *b, SEXP cell) {
   for (; cell != R_NilValue; cell = CDR(cell)) {
-    mk_binding b;
-    if (read_binding(env, TAG(cell), &b) != 0) continue;
-    count++;
-    if (fn) fn(&b, data);
+    if (b->n == b->cap) {
+      size_t cap = b->cap ? 2 * b->cap : 64;
+      SEXP *v = (SEXP *) R_alloc(cap, sizeof(SEXP));
+      if (b->n) memcpy(v, b->v, b->n * sizeof(SEXP));
+      b->v = v;
+      b->cap = cap;
+    }
+    b->v[b->n++] = TAG(cell);
   }
-  return count;
 }
 
 R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
@@ -276,13 +285,36 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
     UNPROTECT(1);
     return count;
   }
-  R_xlen_t count = chain(env, FRAME(env), fn, data);
+  /* First the symbols (bucket heads fetched ahead), then a lookup for each,
+   * the symbol and its name fetched ahead: a large environment's symbols
+   * are scattered in memory, and each lookup reads both. */
+  const void *vmax = vmaxget();
+  symbuf b = {NULL, 0, 0};
+  symbuf_chain(&b, FRAME(env));
   SEXP ht = HASHTAB(env);
   if (TYPEOF(ht) == VECSXP) {
     R_xlen_t n = XLENGTH(ht);
-    for (R_xlen_t i = 0; i < n; i++) count += chain(env, VECTOR_ELT(ht, i), fn, data);
+    const SEXP *p = (const SEXP *) DATAPTR_RO(ht);
+    for (R_xlen_t i = 0; i < n; i++) {
+      if (i + 16 < n) MK_PREFETCH(p[i + 16]);
+      if (p[i] != R_NilValue) symbuf_chain(&b, p[i]);
+    }
   }
-  return count;
+  /* All bindings read before fn sees the first, each value fetched as it
+   * is found: fn reads them next. */
+  mk_binding *bd = (mk_binding *) R_alloc(b.n ? b.n : 1, sizeof(mk_binding));
+  size_t count = 0;
+  for (size_t i = 0; i < b.n; i++) {
+    /* The symbol 16 ahead, its name 8 ahead: each lookup reads both. */
+    if (i + 16 < b.n) MK_PREFETCH(b.v[i + 16]);
+    if (i + 8 < b.n) MK_PREFETCH(PRINTNAME(b.v[i + 8]));
+    if (read_binding(env, b.v[i], &bd[count]) != 0) continue;
+    if (bd[count].value != NULL) MK_PREFETCH(bd[count].value);
+    count++;
+  }
+  if (fn) for (size_t i = 0; i < count; i++) fn(&bd[i], data);
+  vmaxset(vmax);
+  return (R_xlen_t) count;
 }
 
 R_xlen_t mk_robj_env_buckets(SEXP env) {

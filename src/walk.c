@@ -64,9 +64,9 @@ static void vector_cost(double v, mk_cost *out) {
   out->bytes = 48 + 8 * v;
 }
 
-void mk_node_cost(SEXP x, mk_cost *out) {
-  int t = TYPEOF(x);
-  if (!is_vector_type(t) || ALTREP(x)) {
+/* The cost of x, of type t, ALTREP or not: each asked of R once per node. */
+static inline void node_cost(SEXP x, int t, int alt, mk_cost *out) {
+  if (!is_vector_type(t) || alt) {
     *out = mk_cell_cost;
     return;
   }
@@ -76,6 +76,10 @@ void mk_node_cost(SEXP x, mk_cost *out) {
   }
   R_xlen_t n = (t == CHARSXP) ? XLENGTH(x) : mk_robj_capacity(x);
   vector_cost(vecrecs(t, n), out);
+}
+
+void mk_node_cost(SEXP x, mk_cost *out) {
+  node_cost(x, TYPEOF(x), ALTREP(x), out);
 }
 
 static inline void add_cost(mk_cost *acc, const mk_cost *c) {
@@ -528,10 +532,30 @@ static inline void count(mk_walker *w, SEXP x, int type, const mk_cost *c) {
   if (w->o.hook) w->o.hook(w->o.hook_data, x, type, c);
 }
 
-/* Count x if it is new. Returns 1 if counted, 0 if global or seen, -1 when
- * out of memory. */
+/* Does x (of type t) have children worth a stack frame? */
+static inline int has_children_t(const mk_walker *w, SEXP x, int t, int alt) {
+  if (t == CHARSXP || t == NILSXP || t == SPECIALSXP || t == BUILTINSXP) return 0;
+  if (t == SYMSXP) return w->o.follow_globals;
+  if (alt) return 1;
+  switch (t) {
+  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP: case S4SXP:
+    return mk_robj_has_attrs(x);
+  case STRSXP: case VECSXP: case EXPRSXP:
+    return XLENGTH(x) > 0 || mk_robj_has_attrs(x);
+  default:
+    return 1;
+  }
+}
+
+/* Count x if it is new. Returns 2 if counted and it has children, 1 if
+ * counted, 0 if global or seen, -1 when out of memory. */
 static inline int visit(mk_walker *w, SEXP x) {
-  if (x == R_NilValue || (!w->o.follow_globals && is_global(x))) return 0;
+  if (x == R_NilValue) return 0;
+  int t = TYPEOF(x);
+  if (!w->o.follow_globals) {
+    int k = global_kind[t & 31];
+    if (k == 1 || (k == 2 && is_global_slow(x))) return 0;
+  }
   int rc;
   if (w->o.enter) {
     rc = w->o.enter(x, w->o.enter_data);
@@ -543,27 +567,12 @@ static inline int visit(mk_walker *w, SEXP x) {
     if (rc == 0 && w->o.again) w->o.again(w->o.again_data, x, w->cur_path);
     return rc;
   }
+  int alt = ALTREP(x);
   mk_cost c;
-  mk_node_cost(x, &c);
-  count(w, x, TYPEOF(x), &c);
+  node_cost(x, t, alt, &c);
+  count(w, x, t, &c);
   if ((uint64_t) (w->nodes += 1) % (1u << 20) == 0) R_CheckUserInterrupt();
-  return 1;
-}
-
-/* Does x have children worth a stack frame? */
-static inline int has_children(const mk_walker *w, SEXP x) {
-  int t = TYPEOF(x);
-  if (t == CHARSXP || t == NILSXP || t == SPECIALSXP || t == BUILTINSXP) return 0;
-  if (t == SYMSXP) return w->o.follow_globals;
-  if (ALTREP(x)) return 1;
-  switch (t) {
-  case LGLSXP: case INTSXP: case REALSXP: case CPLXSXP: case RAWSXP: case S4SXP:
-    return mk_robj_has_attrs(x);
-  case STRSXP: case VECSXP: case EXPRSXP:
-    return XLENGTH(x) > 0 || mk_robj_has_attrs(x);
-  default:
-    return 1;
-  }
+  return 1 + has_children_t(w, x, t, alt);
 }
 
 static void pin(mk_walker *w, SEXP x) {
@@ -596,7 +605,7 @@ static void kid_edge(const mk_edge *e, void *data) {
   if (rc < 0) w->oom = 1;
   if (rc <= 0) return;
   if (e->kind == MK_EDGE_WEAK) pin(w, e->child);
-  if (!has_children(w, e->child)) return;
+  if (rc < 2) return;
   if (w->nkids == w->capkids) {
     frame *k = mk_grow(w->kids, &w->capkids, sizeof *k, 64);
     if (k == NULL) {
@@ -685,7 +694,7 @@ static int walk_elements(mk_walker *w, frame *f) {
     if (s == NULL) continue;
     int rc = visit(w, s);
     if (rc < 0) return -1;
-    if (rc > 0 && has_children(w, s)) {
+    if (rc == 2) {
       next = s;
       i++;
       break;
@@ -708,7 +717,7 @@ static int walk(mk_walker *w, SEXP root, mk_cost *out) {
   }
   int rc = visit(w, root);
   if (rc <= 0) return rc;
-  if (!has_children(w, root)) return 0;
+  if (rc < 2) return 0;
   w->depth = 0;
   if (push(w, root, -1, w->cur_path) != 0) return -1;
   while (w->depth > 0) {
