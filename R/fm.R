@@ -22,6 +22,13 @@
 #' In mode `"r"` the file is never modified. A change R makes to the matrix
 #' (`X[1, 1] <- 0`) gives a private copy-on-write copy: only the pages written
 #' cost memory, and the copy is saved by value (it is no longer the file).
+#' Such a copy is not a snapshot: the pages it has not changed are still the
+#' file's, so a later write to the file (through a matrix open in mode `"rw"`,
+#' or by another program) shows in those cells of the copy, while the pages it
+#' changed (4 KiB each, usually) keep its own values. This is how private
+#' mappings (`MAP_PRIVATE`) work, as in numpy's copy-on-write mode; making
+#' every copy a full snapshot would cost a copy of the whole file. For a
+#' snapshot, read the data into memory with [fm_read()] or `X[, ]`.
 #'
 #' In mode `"rw"`, modifying the variable in place (`X[i, j] <- v` at top level,
 #' when `X` is not shared with another variable) writes to the file.
@@ -36,16 +43,43 @@
 #'
 #' @section Saving and sending to workers:
 #' `saveRDS()`, `serialize()` and parallel workers store a reference (the
-#' absolute path, type, dims, mode and a checksum of the header; a few hundred
-#' bytes), not the data. Reading it back reopens the file, or signals an error
-#' of class `memkit_error_file` if the file is missing or has changed. Workers
-#' on other machines need the same file at the same path.
+#' absolute path, type, dims, mode and a checksum; a few hundred bytes), not
+#' the data. Reading it back checks every field of the reference and reopens
+#' the file, or signals an error of class `memkit_error_file` if the file is
+#' missing or can't be opened, and `memkit_error_format` if the reference is
+#' damaged or the file has changed. For a memkit file the checksum is the
+#' header's, which every new file gets afresh (a random file id), so a file
+#' made again at the same path is noticed; writes to the data are not
+#' changes. For a headerless file it covers the file's size and 16 blocks of
+#' 4 KiB spread over the data (all of the data when it is smaller), taken when
+#' the reference is saved: a file rewritten with other data is noticed unless
+#' every change falls between those blocks. Workers on other machines need
+#' the same file at the same path.
+#'
+#' @section A file that changes under the matrix:
+#' If another program truncates or shrinks the file while it is mapped, the
+#' pages past its new end no longer exist. memkit turns this into an error of
+#' class `memkit_error_format` instead of a crash: its own reads and writes of
+#' the mapping (element access, `[`, [fm_read()], [fm_write()], [fm_apply()],
+#' copies) catch the system's `SIGBUS`, and before it hands base R a pointer
+#' to the data (for `sum()`, `colSums()`, `%*%` and the like) it checks the
+#' file's size. What remains uncovered: base R code that already holds the
+#' pointer while the file shrinks (a long `crossprod()` during which another
+#' program truncates the file) still ends the R process, as it would for any
+#' program reading a mapped file. The checks cost one `fstat()` per pointer
+#' handed out and a few nanoseconds per element read one at a time.
+#
 #'
 #' @section The file:
 #' A memkit file starts with a header of at least 4 KiB: a magic string, the
-#' format version, the type, dims, byte order, data offset, dimnames and a
-#' checksum; then the elements in column-major order, in the machine's byte
-#' order, exactly as R holds them in memory.
+#' format version, the type, dims, byte order, data offset, dimnames (as
+#' UTF-8 strings with their lengths, never as serialized R objects) and a
+#' checksum of all of it; then the elements in column-major order, in the
+#' machine's byte order, exactly as R holds them in memory. Files written by
+#' memkit before format 2 open as before when they have no dimnames; those
+#' with dimnames are refused with an error that gives the `fm_open()` call
+#' to open them as headerless files. Only regular files are opened: a FIFO,
+#' socket or device is an error of class `memkit_error_file` at once.
 #'
 #' @section Platforms:
 #' Linux and macOS. On Windows the package installs, and these functions signal
@@ -93,7 +127,9 @@ fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical",
 
 #' @rdname fm_create
 #' @param mode `"r"` (read-only; the default) or `"rw"` (read and write).
-#' @param offset For a headerless file, the byte where the data starts.
+#' @param offset For a headerless file, the byte where the data starts: a
+#'   multiple of the element size (8 for doubles, 4 for integers and
+#'   logicals).
 #' @export
 #' @examples
 #'
@@ -149,7 +185,8 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
 
 #' @rdname fm_create
 #' @param x For `as_fm()`: a matrix, a data frame of numeric or logical
-#'   columns, or a vector (which becomes one column).
+#'   columns (a matrix column gives one column per column of its own, named
+#'   as [as.matrix()] names them), or a vector (which becomes one column).
 #' @param block_bytes Bytes copied per block (the progress bar advances per
 #'   block). `getOption("memkit.block_bytes")` or 64 MiB by default.
 #' @export
