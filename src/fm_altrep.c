@@ -30,6 +30,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "memkit.h"
@@ -210,18 +211,32 @@ static double copy_warn_bytes(void) {
   return 64.0 * 1024 * 1024;
 }
 
+/* A classed warning (see ?memkit_errors) through memkit:::mk_warn(), the
+ * way errors.c raises errors through mk_c_error(): the classes are built in
+ * one place, R/errors.R. */
+static void warn_classed(const char *kind, const char *msg) {
+  SEXP ns = PROTECT(R_FindNamespace(PROTECT(Rf_mkString("memkit"))));
+  SEXP call = PROTECT(Rf_lang4(Rf_install("mk_warn"), PROTECT(Rf_mkString(kind)),
+                               PROTECT(Rf_mkString(msg)), R_NilValue));
+  SET_TAG(CDR(CDDR(call)), Rf_install("call"));
+  Rf_eval(call, ns);
+  UNPROTECT(5);
+}
+
 static SEXP fm_duplicate(SEXP x, Rboolean deep) {
   (void) deep; /* the data has no references to copy deeply */
   fm_map *m = fm_map_of(x);
   if (m->mode == FM_READ) return fm_duplicate_private(x);
   double bytes = (double) m->length * (double) fm_elt_size(m->type);
   if (m->mode == FM_WRITE && bytes > copy_warn_bytes()) {
-    Rf_warningcall(R_NilValue,
-                   "Copying the file-backed matrix in '%s' into memory (%.0f MB): R copies a "
-                   "shared matrix before changing it, and a copy of a matrix open in mode "
-                   "\"rw\" is an ordinary matrix. Use fm_write() to write the file.",
-                   Rf_translateChar(STRING_ELT(VECTOR_ELT(R_altrep_data2(x), FM_ST_PATH), 0)),
-                   bytes / 1e6);
+    char msg[4096 + 256];
+    snprintf(msg, sizeof msg,
+             "Copying the file-backed matrix in '%s' into memory (%.0f MB): R copies a "
+             "shared matrix before changing it, and a copy of a matrix open in mode "
+             "\"rw\" is an ordinary matrix. Use fm_write() to write the file.",
+             Rf_translateChar(STRING_ELT(VECTOR_ELT(R_altrep_data2(x), FM_ST_PATH), 0)),
+             bytes / 1e6);
+    warn_classed("memory", msg);
   }
   return materialize(x);
 }

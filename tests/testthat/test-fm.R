@@ -162,7 +162,7 @@ test_that("mode rw: a large copy warns that the file is not written", {
   X <- fm_create(fm_path(), 100, 10)
   Y <- X
   withr::local_options(memkit.copy_warn = 4000)
-  expect_warning(Y[1, 1] <- 1, "fm_write")
+  expect_warning(Y[1, 1] <- 1, "fm_write", class = "memkit_warning_memory")
   withr::local_options(memkit.copy_warn = 1e6)
   Z <- X
   expect_no_warning(Z[1, 1] <- 1)
