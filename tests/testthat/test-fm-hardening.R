@@ -186,8 +186,9 @@ test_that("a format-1 file whose dimnames are a reference into the file is refus
              error = function(e) c(class(e)[[1L]], conditionMessage(e)))
   }, list(path = path))
   expect_identical(res[[1L]], "memkit_error_format")
-  # The message, from the child: the old memkit crashed this very process.
-  expect_snapshot(cat(gsub("'[^']*'", "'<path>'", res[[2L]])))
+  # The message says how to open the file anyway.
+  expect_match(res[[2L]], "older memkit (format 1)", fixed = TRUE)
+  expect_match(res[[2L]], 'fm_open(path, type = "double", nrow = 3, ncol = 4, offset = 4096)', fixed = TRUE)
 })
 
 test_that("a format-1 file without dimnames still opens", {
@@ -232,7 +233,6 @@ test_that("damaged dimnames with a valid checksum are a format error", {
 # ---- 3. SIGBUS ------------------------------------------------------------------------
 
 test_that("a file truncated under its mapping gives classed errors, not SIGBUS", {
-  skip_on_cran() # a child process
   path <- fm_path()
   fm_create(path, 1000, 100, init = 1)
   got <- child_error_classes(function(path) {
@@ -256,7 +256,6 @@ test_that("a file truncated under its mapping gives classed errors, not SIGBUS",
 # ---- 4. FIFO ----------------------------------------------------------------------------
 
 test_that("fm_open() of a FIFO is a file error at once, not a hang", {
-  skip_on_cran()
   skip_if(Sys.which("mkfifo") == "", "no mkfifo")
   dir <- withr::local_tempdir()
   f <- file.path(dir, "pipe")

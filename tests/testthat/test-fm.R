@@ -211,11 +211,9 @@ test_that("a saved matrix whose file is missing or changed gives a classed error
   # Same dims and type, but a new file: the checksum tells them apart.
   fm_create(path, 4, 2, overwrite = TRUE)
   expect_error(unserialize(s), class = "memkit_error_format")
-  expect_snapshot(unserialize(s), error = TRUE, cnd_class = TRUE, transform = scrub_path)
   unlink(path)
   err <- expect_error(unserialize(s), class = "memkit_error_file")
   expect_identical(err$errno, 2L) # ENOENT
-  expect_snapshot(unserialize(s), error = TRUE, cnd_class = TRUE, transform = scrub_path)
 })
 
 test_that("a PSOCK cluster of 2 gets only the reference", {
@@ -275,8 +273,6 @@ test_that("as_fm() takes matrices, data frames and vectors", {
   expect_identical(as_fm(M, fm_path(), type = "integer")[, ], matrix(1:1000, 100))
   expect_error(as_fm(list(1), fm_path()), class = "memkit_error_type")
   expect_error(as_fm(data.frame(a = "x"), fm_path()), class = "memkit_error_type")
-  expect_snapshot(as_fm(list(1), fm_path()), error = TRUE, cnd_class = TRUE)
-  expect_snapshot(as_fm(data.frame(a = "x"), fm_path()), error = TRUE, cnd_class = TRUE)
 })
 
 test_that("fm_info() prints what the matrix is", {
@@ -287,10 +283,7 @@ test_that("fm_info() prints what the matrix is", {
   expect_identical(as.numeric(info$file_size), 4096 + 8000)
   expect_s3_class(info$resident, "mem_bytes")
   expect_true(info$resident <= info$file_size)
-  expect_snapshot(print(info), transform = function(x) {
-    x <- scrub_path(x)
-    sub("resident .*", "resident <bytes> of the file in memory now", x)
-  })
+  expect_output(print(info), "100 x 10 double, read-write")
 })
 
 test_that("fm_info() counts resident pages", {
@@ -313,8 +306,6 @@ test_that("a headerless file opens with type, nrow, ncol and offset", {
   expect_identical(unserialize(serialize(X, NULL))[, ], X[, ])
   expect_error(fm_open(raw_path, type = "double", nrow = 3, ncol = 5, offset = 16),
                class = "memkit_error_format")
-  expect_snapshot(fm_open(raw_path, type = "double", nrow = 3, ncol = 5, offset = 16),
-                  error = TRUE, cnd_class = TRUE, transform = scrub_path)
 })
 
 test_that("a bigmemory backing file reads as the same matrix", {
@@ -344,20 +335,6 @@ test_that("bad arguments give classed errors", {
   expect_error(fm_write(X, 1, i = 3), class = "memkit_error_argument")
   # ... and no failed write changed the matrix.
   expect_identical(X[, ], matrix(0, 2, 2))
-  expect_snapshot(error = TRUE, cnd_class = TRUE, {
-    fm_create(path, -1, 2)
-    fm_create(path, NA, 2)
-    fm_create(path, 2.5, 2)
-    fm_create(path, 2^31, 2)
-    fm_create(path, 2, 2, type = "complex")
-    fm_create(path, 2, 2, dimnames = list("a", NULL))
-    fm_create(path, 2, 2, init = 1:2)
-    fm_open(path, mode = "w")
-    fm_write(matrix(0, 2, 2), 1)
-    fm_write(X, 1:3)
-    fm_write(X, "a")
-    fm_write(X, 1, i = 3)
-  })
 })
 
 test_that("bad files give classed errors and leave nothing behind", {
@@ -389,11 +366,6 @@ test_that("bad files give classed errors and leave nothing behind", {
   writeBin(damaged, path)
   expect_error(fm_open(path), class = "memkit_error_format")
   writeBin(bytes[1:4500], path)
-  expect_snapshot(error = TRUE, cnd_class = TRUE, transform = scrub_path, {
-    fm_open(path)
-    fm_open(dir)
-    fm_create(good, 2, 2)
-  })
   expect_setequal(list.files(dir, all.files = TRUE, no.. = TRUE), c("g.fm", "m.fm"))
 })
 
@@ -415,7 +387,6 @@ test_that("overwrite = TRUE replaces a file only once the new one is made", {
 })
 
 test_that("a file truncated while mapped is a classed error in the process that reads it", {
-  skip_on_cran()
   path <- fm_path()
   fm_create(path, 1000, 100, init = 1)
   res <- in_child(function(path) {
@@ -452,6 +423,62 @@ test_that("a full disk at creation is a classed error and leaves no file", {
   expect_identical(sum(fm_create(file.path(dir, "small.fm"), 10, 10)), 0)
   expect_snapshot(fm_create(file.path(dir, "big.fm"), 1000, 1000), error = TRUE, cnd_class = TRUE,
                   transform = function(x) gsub(dir, "<dir>", x, fixed = TRUE))
+})
+
+test_that("error messages and printed output read well", {
+  # Every snapshot of this file is here: snapshots skip on CRAN, and a skip
+  # ends its block, so the behaviour tests above are kept free of them.
+  path <- fm_path()
+  X <- fm_create(path, 4, 2)
+  s <- serialize(X, NULL)
+  rm(X)
+  gc()
+  fm_create(path, 4, 2, overwrite = TRUE)
+  expect_snapshot(unserialize(s), error = TRUE, cnd_class = TRUE, transform = scrub_path)
+  unlink(path)
+  expect_snapshot(unserialize(s), error = TRUE, cnd_class = TRUE, transform = scrub_path)
+
+  expect_snapshot(as_fm(list(1), fm_path()), error = TRUE, cnd_class = TRUE)
+  expect_snapshot(as_fm(data.frame(a = "x"), fm_path()), error = TRUE, cnd_class = TRUE)
+
+  info <- fm_info(fm_create(fm_path(), 100, 10))
+  expect_snapshot(print(info), transform = function(x) {
+    x <- scrub_path(x)
+    sub("resident .*", "resident <bytes> of the file in memory now", x)
+  })
+
+  raw_path <- withr::local_tempfile()
+  writeBin(c(as.raw(1:16), writeBin(as.double(1:12), raw())), raw_path)
+  expect_snapshot(fm_open(raw_path, type = "double", nrow = 3, ncol = 5, offset = 16),
+                  error = TRUE, cnd_class = TRUE, transform = scrub_path)
+
+  path <- fm_path()
+  X <- fm_create(fm_path(), 2, 2)
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    fm_create(path, -1, 2)
+    fm_create(path, NA, 2)
+    fm_create(path, 2.5, 2)
+    fm_create(path, 2^31, 2)
+    fm_create(path, 2, 2, type = "complex")
+    fm_create(path, 2, 2, dimnames = list("a", NULL))
+    fm_create(path, 2, 2, init = 1:2)
+    fm_open(path, mode = "w")
+    fm_write(matrix(0, 2, 2), 1)
+    fm_write(X, 1:3)
+    fm_write(X, "a")
+    fm_write(X, 1, i = 3)
+  })
+
+  dir <- withr::local_tempdir()
+  path <- file.path(dir, "m.fm")
+  good <- file.path(dir, "g.fm")
+  fm_create(good, 10, 10)
+  writeBin(readBin(good, "raw", 4500), path)
+  expect_snapshot(error = TRUE, cnd_class = TRUE, transform = scrub_path, {
+    fm_open(path)
+    fm_open(dir)
+    fm_create(good, 2, 2)
+  })
 })
 
 test_that("long vectors (more than 2^31 - 1 elements) work", {
