@@ -295,6 +295,19 @@ void fm_shrunk_error(SEXP x) {
            m != NULL ? (double) m->map_len : NA_REAL);
 }
 
+/* memcpy to or from x's mapping under the guard. The arguments are read
+ * through volatile copies: they live across sigsetjmp(), and setjmp's rules
+ * leave registers unreliable after a jump (unused then, but the compiler
+ * can't tell). */
+void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n) {
+  void *volatile d = dst;
+  const void *volatile s = src;
+  volatile size_t k = n;
+  FM_GUARD_BEGIN(x)
+  memcpy(d, s, k);
+  FM_GUARD_END
+}
+
 /* ---- files ------------------------------------------------------------------- */
 
 static int read_full(int fd, void *buf, size_t n, off_t at) {
@@ -1237,6 +1250,7 @@ SEXP ffi_fm_info(SEXP x) {
   mk_error("unsupported", "File-backed matrices are not supported on Windows yet.")
 
 void fm_shrunk_error(SEXP x) { UNSUPPORTED(); }
+void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n) { UNSUPPORTED(); }
 int fm_size_ok(const fm_map *m) { return 1; }
 SEXP fm_fresh_state(SEXP x) { UNSUPPORTED(); }
 SEXP fm_new_map_xptr(void) { UNSUPPORTED(); }

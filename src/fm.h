@@ -78,6 +78,7 @@ SEXP fm_fresh_state(SEXP x);               /* the state to serialize (see fm.c) 
  * local changed there that is used after a fault (setjmp's rules). */
 void fm_shrunk_error(SEXP x) MK_NORETURN;  /* the classed error */
 int fm_size_ok(const fm_map *m);           /* the file still covers the mapping? */
+void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n); /* memcpy, guarded */
 
 #ifdef _WIN32
 /* No mappings on Windows (every entry point says so): nothing to guard. */
@@ -85,9 +86,18 @@ int fm_size_ok(const fm_map *m);           /* the file still covers the mapping?
 # define FM_GUARD_END }
 #else
 # if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#  define FM_THREAD_LOCAL _Thread_local
+#  define FM_TLS _Thread_local
 # else
-#  define FM_THREAD_LOCAL __thread
+#  define FM_TLS __thread
+# endif
+/* The initial-exec model makes each access one load or store at a fixed
+ * offset from the thread pointer instead of a call to __tls_get_addr(): the
+ * guard runs once per element in Elt. It takes 8 bytes of the static TLS
+ * space the C library keeps for libraries loaded later. */
+# if defined(__GNUC__) || defined(__clang__)
+#  define FM_THREAD_LOCAL FM_TLS __attribute__((tls_model("initial-exec")))
+# else
+#  define FM_THREAD_LOCAL FM_TLS
 # endif
 /* Per thread: a SIGBUS in another thread (a BLAS worker reading through a
  * data pointer) must never jump to this thread's stack. */

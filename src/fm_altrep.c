@@ -190,9 +190,7 @@ static SEXP materialize(SEXP x) {
   if (m->length > 0) {
     void *dst = m->type == REALSXP ? (void *) REAL(out) :
       m->type == RAWSXP ? (void *) RAW(out) : (void *) INTEGER(out);
-    FM_GUARD_BEGIN(x)
-    memcpy(dst, m->data, (size_t) m->length * fm_elt_size(m->type));
-    FM_GUARD_END
+    fm_copy_guarded(x, dst, m->data, (size_t) m->length * fm_elt_size(m->type));
   }
   UNPROTECT(1);
   return out;
@@ -291,10 +289,7 @@ static R_xlen_t region(SEXP x, R_xlen_t i, R_xlen_t n, void *buf, size_t elt) {
   R_xlen_t len = fm_length(x);
   if (i < 0 || i >= len || n <= 0) return 0;
   if (n > len - i) n = len - i;
-  const char *src = data_of(x) + (size_t) i * elt;
-  FM_GUARD_BEGIN(x)
-  memcpy(buf, src, (size_t) n * elt);
-  FM_GUARD_END
+  fm_copy_guarded(x, buf, data_of(x) + (size_t) i * elt, (size_t) n * elt);
   return n;
 }
 
@@ -315,9 +310,11 @@ static R_xlen_t fm_raw_region(SEXP x, R_xlen_t i, R_xlen_t n, Rbyte *buf) {
  * give NA, as in R's own ExtractSubset. */
 #define EXTRACT_LOOP(CTYPE, NAVAL)                                             \
   {                                                                            \
-    const CTYPE *src = (const CTYPE *) data_of(x);                             \
+    /* volatile: it lives across the guard's sigsetjmp() (see fm.c) */        \
+    const CTYPE *volatile src0 = (const CTYPE *) data_of(x);                   \
     CTYPE *dst = (CTYPE *) out_ptr;                                            \
     FM_GUARD_BEGIN(x)                                                          \
+    const CTYPE *src = src0;                                                   \
     if (TYPEOF(indx) == INTSXP) {                                              \
       const int *ix = INTEGER_RO(indx);                                        \
       for (R_xlen_t k = 0; k < n; k++) {                                       \
