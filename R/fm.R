@@ -22,6 +22,13 @@
 #' In mode `"r"` the file is never modified. A change R makes to the matrix
 #' (`X[1, 1] <- 0`) gives a private copy-on-write copy: only the pages written
 #' cost memory, and the copy is saved by value (it is no longer the file).
+#' Such a copy is not a snapshot: the pages it has not changed are still the
+#' file's, so a later write to the file (through a matrix open in mode `"rw"`,
+#' or by another program) shows in those cells of the copy, while the pages it
+#' changed (4 KiB each, usually) keep its own values. This is how private
+#' mappings (`MAP_PRIVATE`) work, as in numpy's copy-on-write mode; making
+#' every copy a full snapshot would cost a copy of the whole file. For a
+#' snapshot, read the data into memory with [fm_read()] or `X[, ]`.
 #'
 #' In mode `"rw"`, modifying the variable in place (`X[i, j] <- v` at top level,
 #' when `X` is not shared with another variable) writes to the file.
@@ -36,16 +43,43 @@
 #'
 #' @section Saving and sending to workers:
 #' `saveRDS()`, `serialize()` and parallel workers store a reference (the
-#' absolute path, type, dims, mode and a checksum of the header; a few hundred
-#' bytes), not the data. Reading it back reopens the file, or signals an error
-#' of class `memkit_error_file` if the file is missing or has changed. Workers
-#' on other machines need the same file at the same path.
+#' absolute path, type, dims, mode and a checksum; a few hundred bytes), not
+#' the data. Reading it back checks every field of the reference and reopens
+#' the file, or signals an error of class `memkit_error_file` if the file is
+#' missing or can't be opened, and `memkit_error_format` if the reference is
+#' damaged or the file has changed. For a memkit file the checksum is the
+#' header's, which every new file gets afresh (a random file id), so a file
+#' made again at the same path is noticed; writes to the data are not
+#' changes. For a headerless file it covers the file's size and 16 blocks of
+#' 4 KiB spread over the data (all of the data when it is smaller), taken when
+#' the reference is saved: a file rewritten with other data is noticed unless
+#' every change falls between those blocks. Workers on other machines need
+#' the same file at the same path.
+#'
+#' @section A file that changes under the matrix:
+#' If another program truncates or shrinks the file while it is mapped, the
+#' pages past its new end no longer exist. memkit turns this into an error of
+#' class `memkit_error_format` instead of a crash: its own reads and writes of
+#' the mapping (element access, `[`, [fm_read()], [fm_write()], [fm_apply()],
+#' copies) catch the system's `SIGBUS`, and before it hands base R a pointer
+#' to the data (for `sum()`, `colSums()`, `%*%` and the like) it checks the
+#' file's size. What remains uncovered: base R code that already holds the
+#' pointer while the file shrinks (a long `crossprod()` during which another
+#' program truncates the file) still ends the R process, as it would for any
+#' program reading a mapped file. The checks cost one `fstat()` per pointer
+#' handed out and a few nanoseconds per element read one at a time.
+#
 #'
 #' @section The file:
 #' A memkit file starts with a header of at least 4 KiB: a magic string, the
-#' format version, the type, dims, byte order, data offset, dimnames and a
-#' checksum; then the elements in column-major order, in the machine's byte
-#' order, exactly as R holds them in memory.
+#' format version, the type, dims, byte order, data offset, dimnames (as
+#' UTF-8 strings with their lengths, never as serialized R objects) and a
+#' checksum of all of it; then the elements in column-major order, in the
+#' machine's byte order, exactly as R holds them in memory. Files written by
+#' memkit before format 2 open as before when they have no dimnames; those
+#' with dimnames are refused with an error that gives the `fm_open()` call
+#' to open them as headerless files. Only regular files are opened: a FIFO,
+#' socket or device is an error of class `memkit_error_file` at once.
 #'
 #' @section Platforms:
 #' Linux and macOS. On Windows the package installs, and these functions signal
@@ -93,7 +127,9 @@ fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical",
 
 #' @rdname fm_create
 #' @param mode `"r"` (read-only; the default) or `"rw"` (read and write).
-#' @param offset For a headerless file, the byte where the data starts.
+#' @param offset For a headerless file, the byte where the data starts: a
+#'   multiple of the element size (8 for doubles, 4 for integers and
+#'   logicals).
 #' @export
 #' @examples
 #'
@@ -112,10 +148,11 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
     if (!identical(offset, 0)) {
       mk_abort("argument", "`offset` is only for headerless files (give `type`, `nrow` and `ncol`).")
     }
+    # The dimnames come decoded and checked from C: never unserialize() of
+    # bytes from the file.
     h <- .Call(ffi_fm_header, path)
-    dn <- if (length(h$dimnames)) unserialize(h$dimnames) else NULL
     return(.Call(ffi_fm_open, path, mode, h$type, h$nrow, h$ncol, h$offset, TRUE,
-                 h$checksum, dn))
+                 h$checksum, h$dimnames))
   }
   if (is.null(type) || is.null(nrow)) {
     mk_abort("argument", "A headerless file needs `type` and `nrow` (and `ncol`, or it is taken from the file's size).")
@@ -126,12 +163,18 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
   if (offset != trunc(offset)) {
     mk_abort("argument", sprintf("`offset` must be a whole number of bytes, not %s.", describe_value(offset)))
   }
+  # Elements at an offset that is not a multiple of their size would be
+  # misaligned loads (slow, or a fault on some processors).
+  if (offset %% fm_elt_size(type) != 0) {
+    mk_abort("argument", sprintf("`offset` must be a multiple of %d (the size of a %s element), not %s.",
+                                 fm_elt_size(type), type, format(offset)))
+  }
   if (is.null(ncol)) {
     avail <- file.size(path) - offset
     cells <- avail / fm_elt_size(type)
     ncol <- if (nrow > 0 && cells > 0) cells / nrow else 0
     if (ncol != trunc(ncol)) {
-      mk_abort("size", sprintf(
+      mk_abort("format", sprintf(
         "'%s' holds %s bytes after the offset: not a whole number of %s columns of %s rows; give `ncol`.",
         path, format(avail), type, format(nrow)))
     }
@@ -142,7 +185,8 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
 
 #' @rdname fm_create
 #' @param x For `as_fm()`: a matrix, a data frame of numeric or logical
-#'   columns, or a vector (which becomes one column).
+#'   columns (a matrix column gives one column per column of its own, named
+#'   as [as.matrix()] names them), or a vector (which becomes one column).
 #' @param block_bytes Bytes copied per block (the progress bar advances per
 #'   block). `getOption("memkit.block_bytes")` or 64 MiB by default.
 #' @export
@@ -158,15 +202,18 @@ as_fm <- function(x, path, type = NULL, dimnames = NULL, overwrite = FALSE,
   check_flag(overwrite)
   block_bytes <- check_block_bytes(block_bytes)
   if (is.data.frame(x)) {
-    ok <- vapply(x, function(col) is.numeric(col) || is.logical(col), logical(1))
+    ok <- vapply(x, function(col) (is.numeric(col) || is.logical(col)) && !is.factor(col) &&
+                   (is.null(dim(col)) || length(dim(col)) == 2L), logical(1))
     if (!all(ok)) {
       mk_abort("type", sprintf(
         "`x` must have only numeric or logical columns; column `%s` is %s.",
         names(x)[!ok][1L], describe_value(x[[which(!ok)[1L]]])))
     }
-    cols <- unclass(x)
+    # A matrix column (`df$m <- matrix(...)`) is several columns of the result,
+    # named as as.matrix() names them.
+    cols <- df_columns(x)
     dims <- c(nrow(x), length(cols))
-    dn <- list(if (.row_names_info(x) > 0L) row.names(x), names(x))
+    dn <- list(if (.row_names_info(x) > 0L) row.names(x), names(cols))
     default_type <- if (all(vapply(cols, is.logical, logical(1)))) "logical" else
       if (all(vapply(cols, function(v) is.integer(v) && !is.factor(v), logical(1)))) "integer" else "double"
   } else if (is.atomic(x) && typeof(x) %in% c("double", "integer", "logical", "raw") &&
@@ -308,8 +355,10 @@ fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.bl
   n <- d[[margin]]
   other <- d[[3L - margin]]
   per <- max(1, floor(block_bytes / max(1, other * elt_bytes(x))))
-  blocks <- if (n == 0) list() else split(seq_len(n), ceiling(seq_len(n) / per))
-  names(blocks) <- NULL
+  # Each block is a range c(first, count), 1-based: no index vector per row or
+  # column, so the bookkeeping costs nothing next to the data.
+  starts <- if (n == 0) numeric() else seq(1, n, by = per)
+  blocks <- lapply(starts, function(s) c(s, min(per, n - s + 1)))
   if (is.null(cl)) {
     out <- vector("list", length(blocks))
     with_progress(length(blocks), "Applying", function(tick) {
@@ -331,10 +380,11 @@ fm_apply_worker <- function(idx, fm_x, fm_fun, fm_margin, ...) {
   fm_fun(fm_block(fm_x, idx, fm_margin), ...)
 }
 
-fm_block <- function(x, idx, margin) {
+# The block `range` = c(first, count) of rows (margin 1) or columns (margin 2).
+fm_block <- function(x, range, margin) {
+  idx <- seq.int(range[[1L]], length.out = range[[2L]])
   if (is_fm(x)) {
-    b <- if (margin == 2) .Call(ffi_fm_read, x, NULL, as.double(idx)) else
-      .Call(ffi_fm_read, x, as.double(idx), NULL)
+    b <- .Call(ffi_fm_read_block, x, as.integer(margin), as.double(range[[1L]] - 1), as.double(range[[2L]]))
     dn <- dimnames(x)
     if (!is.null(dn)) {
       if (!is.null(dn[[margin]])) dn[[margin]] <- dn[[margin]][idx]
@@ -542,7 +592,35 @@ existing_file <- function(path, call = sys.call(-1L)) {
   if (dir.exists(path)) {
     mk_abort("file", sprintf("'%s' is a directory, not a file.", path), call = call, path = path)
   }
+  # A FIFO, socket or device: refused before C opens it (C checks again).
+  if (!utils::file_test("-f", path)) {
+    mk_abort("file", sprintf("'%s' is not a regular file (a FIFO, socket or device?).", path),
+             call = call, path = path)
+  }
   normalizePath(path, mustWork = TRUE)
+}
+
+# The columns of a data frame as a named list of vectors, a matrix column `m`
+# giving one vector per column of its own, named `m.1`, `m.2` (or `m.<its
+# colname>`; just `m` for a single column) as as.matrix() names them.
+df_columns <- function(x) {
+  out <- list()
+  nms <- character()
+  for (k in seq_along(x)) {
+    col <- x[[k]]
+    if (is.matrix(col)) {
+      cn <- colnames(col)
+      if (is.null(cn)) cn <- seq_len(ncol(col))
+      for (q in seq_len(ncol(col))) out[[length(out) + 1L]] <- unclass(col)[, q]
+      nms <- c(nms, if (ncol(col) > 1L) paste0(names(x)[[k]], ".", cn) else
+        if (ncol(col) == 1L) names(x)[[k]])
+    } else {
+      out[[length(out) + 1L]] <- col
+      nms <- c(nms, names(x)[[k]])
+    }
+  }
+  names(out) <- nms
+  out
 }
 
 # Positive 1-based indices as a double vector (or NULL for all).
@@ -590,8 +668,7 @@ fm_new <- function(path, nrow, ncol, type, dimnames, overwrite, fill, call = sys
   tmp <- file.path(dirname(path), paste0(".", basename(path), basename(tempfile(".tmp-"))))
   done <- FALSE
   on.exit(if (!done) unlink(tmp), add = TRUE)
-  blob <- if (is.null(dimnames)) raw() else serialize(dimnames, NULL, xdr = TRUE, version = 3L)
-  x <- .Call(ffi_fm_create, path, tmp, type, nrow, ncol, blob, dimnames)
+  x <- .Call(ffi_fm_create, path, tmp, type, nrow, ncol, dimnames)
   fill(x)
   if (!file.rename(tmp, path)) {
     mk_abort("file", sprintf("Can't create '%s': renaming the new file into place failed.", path),

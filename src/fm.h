@@ -4,8 +4,9 @@
  *
  * A file-backed matrix is an ALTREP vector of one of four classes (double,
  * integer, logical, raw):
- *   data1  an external pointer to an fm_map (below), which owns the mapping
- *          and the file descriptor; its C finalizer unmaps and closes;
+ *   data1  an external pointer to an fm_map (below), which owns the mapping,
+ *          the file descriptor and any scratch buffer; its C finalizer
+ *          releases all three, so a longjmp at any point leaks nothing;
  *   data2  the state: list(path, type, nrow, ncol, mode, offset, header,
  *          checksum), which is also what serialize() writes.
  */
@@ -17,8 +18,11 @@
 #include <Rinternals.h>
 #include <R_ext/Altrep.h>
 #include <R_ext/Rdynload.h>
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "compat.h"
 
 /* Modes. FM_COPY is a private copy-on-write view made by duplicating a
  * read-only matrix: it starts equal to the file, never writes it, and is
@@ -27,12 +31,13 @@ enum { FM_READ = 0, FM_WRITE = 1, FM_COPY = 2 };
 
 typedef struct {
   void *base;       /* address mmap() returned; NULL when not mapped */
-  size_t map_len;   /* bytes mapped from file offset 0 */
+  size_t map_len;   /* bytes mapped from file offset 0; the file must keep them */
   char *data;       /* first element: base + data offset */
   R_xlen_t length;  /* elements */
   int type;         /* SEXPTYPE: REALSXP, INTSXP, LGLSXP or RAWSXP */
   int mode;         /* FM_READ, FM_WRITE or FM_COPY */
-  int fd;           /* open descriptor, -1 when none */
+  int fd;           /* open descriptor (also of a copy: its size is checked), -1 when none */
+  void *scratch;    /* a malloc'd buffer in use by the current call, or NULL */
 } fm_map;
 
 /* Positions in the state list (data2). */
@@ -50,9 +55,65 @@ SEXP fm_state_of(SEXP x);
 
 /* fm.c */
 size_t fm_elt_size(int type);
+int fm_type_from_name(const char *s);      /* NILSXP if not one of the four */
 SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
                double offset, int header, const char *checksum);
 SEXP fm_duplicate_private(SEXP x);         /* COW remap of a read-only matrix */
 SEXP fm_new_map_xptr(void);                /* extptr owning an empty fm_map */
+SEXP fm_fresh_state(SEXP x);               /* the state to serialize (see fm.c) */
+
+/* ---- a file that shrinks under its mapping ----------------------------------
+ *
+ * Reading a mapped page past the end of its file raises SIGBUS. memkit's own
+ * reads and writes of a mapping (ALTREP Elt, Get_region, Extract_subset, the
+ * copies of fm_read(), fm_write(), duplicate) run between FM_GUARD_BEGIN and
+ * FM_GUARD_END: a SIGBUS there long-jumps back (fm.c's handler; any other
+ * SIGBUS goes on to R's handler) and becomes a classed `format` error. Data
+ * pointers handed to R (Dataptr) cannot be guarded: they are given only after
+ * fm_size_ok() has checked the file's size, so a file truncated before the
+ * call is an error; one truncated while R's own code reads through a pointer
+ * it already holds still ends the process (documented in ?fm_open).
+ *
+ * Inside a guarded region: no R API call, nothing that allocates, and no
+ * local changed there that is used after a fault (setjmp's rules). */
+void fm_shrunk_error(SEXP x) MK_NORETURN;  /* the classed error */
+int fm_size_ok(const fm_map *m);           /* the file still covers the mapping? */
+void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n); /* memcpy, guarded */
+
+#ifdef _WIN32
+/* No mappings on Windows (every entry point says so): nothing to guard. */
+# define FM_GUARD_BEGIN(x) {
+# define FM_GUARD_END }
+#else
+# if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#  define FM_TLS _Thread_local
+# else
+#  define FM_TLS __thread
+# endif
+/* The initial-exec model makes each access one load or store at a fixed
+ * offset from the thread pointer instead of a call to __tls_get_addr(): the
+ * guard runs once per element in Elt. It takes 8 bytes of the static TLS
+ * space the C library keeps for libraries loaded later. */
+# if defined(__GNUC__) || defined(__clang__)
+#  define FM_THREAD_LOCAL FM_TLS __attribute__((tls_model("initial-exec")))
+# else
+#  define FM_THREAD_LOCAL FM_TLS
+# endif
+/* Per thread: a SIGBUS in another thread (a BLAS worker reading through a
+ * data pointer) must never jump to this thread's stack. */
+extern FM_THREAD_LOCAL sigjmp_buf *volatile fm_bus_jmp;
+
+#define FM_GUARD_BEGIN(x)                                                     \
+  {                                                                           \
+    sigjmp_buf fm_jb_;                                                        \
+    if (sigsetjmp(fm_jb_, 0) != 0) {                                          \
+      fm_bus_jmp = NULL;                                                      \
+      fm_shrunk_error(x);                                                     \
+    }                                                                         \
+    fm_bus_jmp = &fm_jb_;
+#define FM_GUARD_END                                                          \
+    fm_bus_jmp = NULL;                                                        \
+  }
+#endif /* _WIN32 */
 
 #endif

@@ -19,9 +19,18 @@
  *   Serialized_state   the reference (path, type, dims, mode, checksum): a
  *                      few hundred bytes, never the data. Private copies are
  *                      serialized by value.
- *   Unserialize        reopens the file, or signals a classed error: never
- *                      R's fallback of a warning and a length-zero vector.
+ *   Unserialize        checks every field of the reference, then reopens the
+ *                      file (which checks them against the file), or signals
+ *                      a classed `format` or `file` error: never R's fallback
+ *                      of a warning and a length-zero vector, and never a
+ *                      mapping from a crafted offset or size.
+ *
+ * Every method that reads or writes the mapping itself runs under the SIGBUS
+ * guard of fm.h; Dataptr checks the file's size before handing out a pointer.
  */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "memkit.h"
@@ -49,7 +58,7 @@ SEXP fm_state_of(SEXP x) {
 fm_map *fm_map_of(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m == NULL || (m->base == NULL && m->length > 0)) {
-    mk_error("file", "The file-backed matrix is no longer mapped.");
+    mk_error("state", "The file-backed matrix is no longer mapped.");
   }
   return m;
 }
@@ -57,7 +66,7 @@ fm_map *fm_map_of(SEXP x) {
 /* The fast accessor for element methods: no error path beyond the check. */
 static inline char *data_of(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
-  if (m == NULL) mk_error("file", "The file-backed matrix is no longer mapped.");
+  if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
   return m->length > 0 ? m->data : (char *) empty_data;
 }
 
@@ -106,33 +115,69 @@ static SEXP fm_serialized_state(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   /* A private copy may differ from the file: it is written by value. */
   if (m == NULL || m->mode == FM_COPY) return NULL;
-  return R_altrep_data2(x);
+  return fm_fresh_state(x);
+}
+
+/* ---- the reference, checked field by field before any use ------------------
+
+ * A reference is whatever bytes an .rds file or a socket held: memkit wrote
+ * it, or someone crafted it (its checksum is no secret). Each field must have
+ * the type, length and range memkit writes; fm_attach() then checks them
+ * against the file itself. */
+
+#define REF_BAD(...) mk_error("format", "Can't restore a file-backed matrix: its reference is corrupt (" __VA_ARGS__)
+
+static const char *ref_string(SEXP state, int k, const char *name) {
+  SEXP v = VECTOR_ELT(state, k);
+  if (TYPEOF(v) != STRSXP || XLENGTH(v) != 1 || STRING_ELT(v, 0) == NA_STRING)
+    REF_BAD("`%s` is not a single string).", name);
+  return CHAR(STRING_ELT(v, 0));
+}
+
+static double ref_number(SEXP state, int k, const char *name, double max) {
+  SEXP v = VECTOR_ELT(state, k);
+  if (TYPEOF(v) != REALSXP || XLENGTH(v) != 1)
+    REF_BAD("`%s` is not a single number).", name);
+  double d = REAL(v)[0];
+  if (!R_FINITE(d) || d < 0 || d > max || d != floor(d))
+    REF_BAD("`%s` is %g, not a whole number between 0 and %.0f).", name, d, max);
+  return d;
 }
 
 static SEXP fm_unserialize(SEXP cls, SEXP state) {
   (void) cls;
-  if (TYPEOF(state) != VECSXP || XLENGTH(state) != FM_ST_LEN ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_PATH)) != STRSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_TYPE)) != STRSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_NROW)) != REALSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_NCOL)) != REALSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_MODE)) != STRSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_OFFSET)) != REALSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_HEADER)) != LGLSXP ||
-      TYPEOF(VECTOR_ELT(state, FM_ST_CHECKSUM)) != STRSXP) {
-    mk_error("file", "Can't restore a file-backed matrix: its serialized reference is corrupt.");
-  }
-  const char *path = Rf_translateChar(STRING_ELT(VECTOR_ELT(state, FM_ST_PATH), 0));
-  const char *type = CHAR(STRING_ELT(VECTOR_ELT(state, FM_ST_TYPE), 0));
-  int t = strcmp(type, "double") == 0 ? REALSXP : strcmp(type, "integer") == 0 ? INTSXP :
-    strcmp(type, "logical") == 0 ? LGLSXP : strcmp(type, "raw") == 0 ? RAWSXP : NILSXP;
-  if (t == NILSXP) mk_error("file", "Can't restore a file-backed matrix of type \"%s\".", type);
-  int mode = strcmp(CHAR(STRING_ELT(VECTOR_ELT(state, FM_ST_MODE), 0)), "rw") == 0 ? FM_WRITE : FM_READ;
-  return fm_attach(path, mode, t, REAL(VECTOR_ELT(state, FM_ST_NROW))[0],
-                   REAL(VECTOR_ELT(state, FM_ST_NCOL))[0],
-                   REAL(VECTOR_ELT(state, FM_ST_OFFSET))[0],
-                   LOGICAL(VECTOR_ELT(state, FM_ST_HEADER))[0],
-                   CHAR(STRING_ELT(VECTOR_ELT(state, FM_ST_CHECKSUM), 0)));
+  if (TYPEOF(state) != VECSXP || XLENGTH(state) != FM_ST_LEN)
+    REF_BAD("not a list of %d fields).", FM_ST_LEN);
+  SEXP s_path = VECTOR_ELT(state, FM_ST_PATH);
+  ref_string(state, FM_ST_PATH, "path");
+  const char *path = Rf_translateChar(STRING_ELT(s_path, 0));
+  if (path[0] != '/' || strlen(path) >= 4096)
+    REF_BAD("`path` is not an absolute path).");
+  int t = fm_type_from_name(ref_string(state, FM_ST_TYPE, "type"));
+  if (t == NILSXP) REF_BAD("`type` is not \"double\", \"integer\", \"logical\" or \"raw\").");
+  double nrow = ref_number(state, FM_ST_NROW, "nrow", INT_MAX);
+  double ncol = ref_number(state, FM_ST_NCOL, "ncol", INT_MAX);
+  /* Private copies are serialized by value, so "copy" is never in a reference. */
+  const char *md = ref_string(state, FM_ST_MODE, "mode");
+  int mode = strcmp(md, "rw") == 0 ? FM_WRITE : strcmp(md, "r") == 0 ? FM_READ : -1;
+  if (mode < 0) REF_BAD("`mode` is not \"r\" or \"rw\").");
+  /* 2^52: every size below it is exact in a double and fits every type. */
+  double offset = ref_number(state, FM_ST_OFFSET, "offset", 4503599627370496.0);
+  SEXP hd = VECTOR_ELT(state, FM_ST_HEADER);
+  if (TYPEOF(hd) != LGLSXP || XLENGTH(hd) != 1 || LOGICAL(hd)[0] == NA_LOGICAL)
+    REF_BAD("`header` is not TRUE or FALSE).");
+  int header = LOGICAL(hd)[0];
+  const char *sum = ref_string(state, FM_ST_CHECKSUM, "checksum");
+  int hex = strlen(sum) == 16;
+  for (int k = 0; hex && k < 16; k++) hex = (sum[k] >= '0' && sum[k] <= '9') || (sum[k] >= 'a' && sum[k] <= 'f');
+  if (!hex) REF_BAD("`checksum` is not 16 hexadecimal digits).");
+  double elt = (double) fm_elt_size(t);
+  if (fmod(offset, header ? 4096.0 : elt) != 0)
+    REF_BAD("`offset` %.0f is not a multiple of %.0f).", offset, header ? 4096.0 : elt);
+  if (offset + nrow * ncol * elt > 4503599627370496.0)
+    REF_BAD("a %.0f x %.0f %s matrix at offset %.0f is larger than 2^52 bytes).", nrow, ncol,
+            Rf_type2char((SEXPTYPE) t), offset);
+  return fm_attach(path, mode, t, nrow, ncol, offset, header, sum);
 }
 
 /* An in-memory copy of the data: the value as it is now. */
@@ -145,7 +190,7 @@ static SEXP materialize(SEXP x) {
   if (m->length > 0) {
     void *dst = m->type == REALSXP ? (void *) REAL(out) :
       m->type == RAWSXP ? (void *) RAW(out) : (void *) INTEGER(out);
-    memcpy(dst, m->data, (size_t) m->length * fm_elt_size(m->type));
+    fm_copy_guarded(x, dst, m->data, (size_t) m->length * fm_elt_size(m->type));
   }
   UNPROTECT(1);
   return out;
@@ -164,50 +209,87 @@ static double copy_warn_bytes(void) {
   return 64.0 * 1024 * 1024;
 }
 
+/* A classed warning (see ?memkit_errors) through memkit:::mk_warn(), the
+ * way errors.c raises errors through mk_c_error(): the classes are built in
+ * one place, R/errors.R. */
+static void warn_classed(const char *kind, const char *msg) {
+  SEXP ns = PROTECT(R_FindNamespace(PROTECT(Rf_mkString("memkit"))));
+  SEXP call = PROTECT(Rf_lang4(Rf_install("mk_warn"), PROTECT(Rf_mkString(kind)),
+                               PROTECT(Rf_mkString(msg)), R_NilValue));
+  SET_TAG(CDR(CDDR(call)), Rf_install("call"));
+  Rf_eval(call, ns);
+  UNPROTECT(5);
+}
+
 static SEXP fm_duplicate(SEXP x, Rboolean deep) {
   (void) deep; /* the data has no references to copy deeply */
   fm_map *m = fm_map_of(x);
   if (m->mode == FM_READ) return fm_duplicate_private(x);
   double bytes = (double) m->length * (double) fm_elt_size(m->type);
   if (m->mode == FM_WRITE && bytes > copy_warn_bytes()) {
-    Rf_warningcall(R_NilValue,
-                   "Copying the file-backed matrix in '%s' into memory (%.0f MB): R copies a "
-                   "shared matrix before changing it, and a copy of a matrix open in mode "
-                   "\"rw\" is an ordinary matrix. Use fm_write() to write the file.",
-                   Rf_translateChar(STRING_ELT(VECTOR_ELT(R_altrep_data2(x), FM_ST_PATH), 0)),
-                   bytes / 1e6);
+    char msg[4096 + 256];
+    snprintf(msg, sizeof msg,
+             "Copying the file-backed matrix in '%s' into memory (%.0f MB): R copies a "
+             "shared matrix before changing it, and a copy of a matrix open in mode "
+             "\"rw\" is an ordinary matrix. Use fm_write() to write the file.",
+             Rf_translateChar(STRING_ELT(VECTOR_ELT(R_altrep_data2(x), FM_ST_PATH), 0)),
+             bytes / 1e6);
+    warn_classed("memory", msg);
   }
   return materialize(x);
 }
 
+/* The pointer leaves memkit's control here (R's own loops read through it),
+ * so the file's size is checked first: one fstat() per call. */
 static void *fm_dataptr(SEXP x, Rboolean writeable) {
   (void) writeable; /* read-only data is mapped MAP_PRIVATE: see the top */
-  return data_of(x);
+  char *p = data_of(x);
+  if (!fm_size_ok(fm_map_of(x))) fm_shrunk_error(x);
+  return p;
 }
 
+/* NULL, not an error, for a shrunk file: R then reads by Get_region, which
+ * signals the error under the guard. */
 static const void *fm_dataptr_or_null(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
-  if (m == NULL) return NULL;
+  if (m == NULL || !fm_size_ok(m)) return NULL;
   return m->length > 0 ? m->data : (char *) empty_data;
 }
 
+/* Elt is called once per element by R's matrix subsetting: the guard
+ * (a sigsetjmp without the signal mask) is its only added cost. */
 static double fm_real_elt(SEXP x, R_xlen_t i) {
-  return ((const double *) data_of(x))[i];
+  const double *p = (const double *) data_of(x);
+  double v = 0;
+  FM_GUARD_BEGIN(x)
+  v = p[i];
+  FM_GUARD_END
+  return v;
 }
 
 static int fm_int_elt(SEXP x, R_xlen_t i) {
-  return ((const int *) data_of(x))[i];
+  const int *p = (const int *) data_of(x);
+  int v = 0;
+  FM_GUARD_BEGIN(x)
+  v = p[i];
+  FM_GUARD_END
+  return v;
 }
 
 static Rbyte fm_raw_elt(SEXP x, R_xlen_t i) {
-  return ((const Rbyte *) data_of(x))[i];
+  const Rbyte *p = (const Rbyte *) data_of(x);
+  Rbyte v = 0;
+  FM_GUARD_BEGIN(x)
+  v = p[i];
+  FM_GUARD_END
+  return v;
 }
 
 static R_xlen_t region(SEXP x, R_xlen_t i, R_xlen_t n, void *buf, size_t elt) {
   R_xlen_t len = fm_length(x);
   if (i < 0 || i >= len || n <= 0) return 0;
   if (n > len - i) n = len - i;
-  memcpy(buf, data_of(x) + (size_t) i * elt, (size_t) n * elt);
+  fm_copy_guarded(x, buf, data_of(x) + (size_t) i * elt, (size_t) n * elt);
   return n;
 }
 
@@ -228,8 +310,11 @@ static R_xlen_t fm_raw_region(SEXP x, R_xlen_t i, R_xlen_t n, Rbyte *buf) {
  * give NA, as in R's own ExtractSubset. */
 #define EXTRACT_LOOP(CTYPE, NAVAL)                                             \
   {                                                                            \
-    const CTYPE *src = (const CTYPE *) data_of(x);                             \
+    /* volatile: it lives across the guard's sigsetjmp() (see fm.c) */        \
+    const CTYPE *volatile src0 = (const CTYPE *) data_of(x);                   \
     CTYPE *dst = (CTYPE *) out_ptr;                                            \
+    FM_GUARD_BEGIN(x)                                                          \
+    const CTYPE *src = src0;                                                   \
     if (TYPEOF(indx) == INTSXP) {                                              \
       const int *ix = INTEGER_RO(indx);                                        \
       for (R_xlen_t k = 0; k < n; k++) {                                       \
@@ -244,6 +329,7 @@ static R_xlen_t fm_raw_region(SEXP x, R_xlen_t i, R_xlen_t n, Rbyte *buf) {
                                                             : src[(R_xlen_t) di - 1]; \
       }                                                                        \
     }                                                                          \
+    FM_GUARD_END                                                               \
   }
 
 static SEXP fm_extract_subset(SEXP x, SEXP indx, SEXP call) {

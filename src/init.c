@@ -34,12 +34,13 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_retained_vectors, 2),
 
   /* file-backed matrices */
-  CALLDEF(ffi_fm_create, 7),
+  CALLDEF(ffi_fm_create, 6),
   CALLDEF(ffi_fm_header, 1),
   CALLDEF(ffi_fm_open, 9),
   CALLDEF(ffi_fm_fill, 5),
   CALLDEF(ffi_fm_write, 4),
   CALLDEF(ffi_fm_read, 3),
+  CALLDEF(ffi_fm_read_block, 4),
   CALLDEF(ffi_fm_flush, 1),
   CALLDEF(ffi_fm_info, 1),
   CALLDEF(ffi_fm_is, 1),

@@ -32,14 +32,14 @@ SEXP ffi_retained_hash(SEXP vecs);
 SEXP ffi_retained_vectors(SEXP x, SEXP min_bytes);
 
 /* ---- file-backed matrices (src/fm.c, src/fm_altrep.c) --------------------- */
-SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dn_blob,
-                   SEXP dimnames);
+SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dimnames);
 SEXP ffi_fm_header(SEXP path);
 SEXP ffi_fm_open(SEXP path, SEXP mode, SEXP type, SEXP nrow, SEXP ncol, SEXP offset,
                  SEXP header, SEXP checksum, SEXP dimnames);
 SEXP ffi_fm_fill(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n);
 SEXP ffi_fm_write(SEXP x, SEXP value, SEXP i, SEXP j);
 SEXP ffi_fm_read(SEXP x, SEXP i, SEXP j);
+SEXP ffi_fm_read_block(SEXP x, SEXP margin, SEXP from, SEXP count);
 SEXP ffi_fm_flush(SEXP x);
 SEXP ffi_fm_info(SEXP x);
 SEXP ffi_fm_is(SEXP x);
