@@ -131,15 +131,6 @@ static const char *type_name(int type) {
   }
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *s = (const unsigned char *) p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= s[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-#define FNV_SEED 14695981039346656037ULL
 
 static void checksum_string(uint64_t h, char out[17]) {
   snprintf(out, 17, "%016llx", (unsigned long long) h);
@@ -427,9 +418,9 @@ static void header_unpack(const unsigned char buf[HEADER_FIXED], header_t *h) {
  * Version 1 covered bytes 0-71 only. */
 static uint64_t header_sum(const unsigned char buf[HEADER_FIXED], uint32_t version,
                            const unsigned char *dn, size_t dn_len) {
-  uint64_t h = fnv1a(FNV_SEED, buf, 72);
-  if (version >= 2) h = fnv1a(h, buf + 80, HEADER_FIXED - 80);
-  return dn_len > 0 ? fnv1a(h, dn, dn_len) : h;
+  uint64_t h = mk_fnv1a(MK_FNV_SEED, buf, 72);
+  if (version >= 2) h = mk_fnv1a(h, buf + 80, HEADER_FIXED - 80);
+  return dn_len > 0 ? mk_fnv1a(h, dn, dn_len) : h;
 }
 
 /* Read and check the header of an open file of `size` bytes. On success fills
@@ -628,20 +619,20 @@ static int headerless_sum(int fd, int type, double nrow, double ncol, double off
                           double size, uint64_t *out) {
   uint64_t f[5] = {(uint64_t) type_code(type), (uint64_t) nrow, (uint64_t) ncol,
                    (uint64_t) offset, (uint64_t) size};
-  uint64_t h = fnv1a(FNV_SEED, f, sizeof f);
+  uint64_t h = mk_fnv1a(MK_FNV_SEED, f, sizeof f);
   uint64_t data = (uint64_t) (nrow * ncol) * fm_elt_size(type);
   unsigned char buf[SAMPLE_BYTES];
   if (data <= (uint64_t) SAMPLE_BLOCKS * SAMPLE_BYTES) {
     for (uint64_t at = 0; at < data; at += SAMPLE_BYTES) {
       size_t n = (size_t) (data - at < SAMPLE_BYTES ? data - at : SAMPLE_BYTES);
       if (read_full(fd, buf, n, (off_t) (f[3] + at)) != 0) return errno ? errno : -1;
-      h = fnv1a(h, buf, n);
+      h = mk_fnv1a(h, buf, n);
     }
   } else {
     for (uint64_t k = 0; k < SAMPLE_BLOCKS; k++) {
       uint64_t at = (data - SAMPLE_BYTES) * k / (SAMPLE_BLOCKS - 1);
       if (read_full(fd, buf, SAMPLE_BYTES, (off_t) (f[3] + at)) != 0) return errno ? errno : -1;
-      h = fnv1a(h, buf, SAMPLE_BYTES);
+      h = mk_fnv1a(h, buf, SAMPLE_BYTES);
     }
   }
   *out = h;
@@ -804,7 +795,7 @@ static void random_id(unsigned char id[16]) {
   if (!ok) {
     double t = mk_now();
     long pid = (long) getpid();
-    uint64_t a = fnv1a(FNV_SEED, &t, sizeof t), b = fnv1a(a, &pid, sizeof pid);
+    uint64_t a = mk_fnv1a(MK_FNV_SEED, &t, sizeof t), b = mk_fnv1a(a, &pid, sizeof pid);
     memcpy(id, &a, 8);
     memcpy(id + 8, &b, 8);
   }

@@ -625,15 +625,6 @@ SEXP ffi_retained_vectors(SEXP x, SEXP min_bytes) {
  * two different vectors. ALTREP vectors are not read (that could expand
  * them) and get no group. */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    h ^= b[i];
-    h *= UINT64_C(0x100000001B3);
-  }
-  return h;
-}
-
 static size_t data_bytes(SEXP x) {
   R_xlen_t n = XLENGTH(x);
   switch (TYPEOF(x)) {
@@ -703,12 +694,12 @@ SEXP ffi_retained_hash(SEXP vecs) {
     g[i] = NA_INTEGER;
     obj[i] = (int) i + 1;
     if (!hashable(x)) continue;
-    uint64_t h = UINT64_C(0xCBF29CE484222325);
+    uint64_t h = MK_FNV_SEED;
     int t = TYPEOF(x);
     R_xlen_t len = XLENGTH(x);
-    h = fnv1a(h, &t, sizeof t);
-    h = fnv1a(h, &len, sizeof len);
-    h = fnv1a(h, DATAPTR_RO(x), data_bytes(x));
+    h = mk_fnv1a(h, &t, sizeof t);
+    h = mk_fnv1a(h, &len, sizeof len);
+    h = mk_fnv1a(h, DATAPTR_RO(x), data_bytes(x));
     hs[m].h = h;
     hs[m].p = (uintptr_t) x;
     hs[m].i = (int) i;

@@ -3,6 +3,7 @@
 #define MEMKIT_UTILS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Seconds on CLOCK_MONOTONIC: the one clock every memkit timestamp uses, so
  * GC events (gctrace.c) and memory samples (sampler.c) line up. Safe to call
@@ -26,6 +27,18 @@ double mk_rss_read(int fd);
  * *cap, or NULL when the size would overflow or memory is short (then `p` and
  * *cap are unchanged). Safe from any thread; never touches R. */
 void *mk_grow(void *p, size_t *cap, size_t size, size_t first);
+
+/* 64-bit FNV-1a: the one hash of memkit's checksums and content keys.
+ * Start from MK_FNV_SEED; chain calls to hash several pieces. */
+#define MK_FNV_SEED UINT64_C(14695981039346656037)
+static inline uint64_t mk_fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = (const unsigned char *) p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= UINT64_C(1099511628211);
+  }
+  return h;
+}
 
 /* A hint to fetch the memory at p ahead of its use: walks over large
  * graphs are bound by memory latency. */
