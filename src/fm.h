@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "compat.h"
+#include "errors.h"
 
 /* Modes. FM_COPY is a private copy-on-write view made by duplicating a
  * read-only matrix: it starts equal to the file, never writes it, and is
