@@ -253,14 +253,16 @@ static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
   return 0;
 }
 
-/* The bindings' symbols, in frame then hash-table order, in memory from
- * R_alloc(): R frees it when the .Call returns, a long jump included. */
+/* The bindings' symbols, in frame then hash-table order: on the C stack for
+ * a small environment, else in memory from R_alloc(), which R frees when
+ * the .Call returns, a long jump included. */
+#define SMALL_ENV 32
 typedef struct { SEXP *v; size_t n, cap; } symbuf;
 
 static void symbuf_chain(symbuf *b, SEXP cell) {
   for (; cell != R_NilValue; cell = CDR(cell)) {
     if (b->n == b->cap) {
-      size_t cap = b->cap ? 2 * b->cap : 64;
+      size_t cap = 2 * b->cap;
       SEXP *v = (SEXP *) R_alloc(cap, sizeof(SEXP));
       if (b->n) memcpy(v, b->v, b->n * sizeof(SEXP));
       b->v = v;
@@ -289,7 +291,9 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
    * the symbol and its name fetched ahead: a large environment's symbols
    * are scattered in memory, and each lookup reads both. */
   const void *vmax = vmaxget();
-  symbuf b = {NULL, 0, 0};
+  SEXP small_syms[SMALL_ENV];
+  mk_binding small_bd[SMALL_ENV];
+  symbuf b = {small_syms, 0, SMALL_ENV};
   symbuf_chain(&b, FRAME(env));
   SEXP ht = HASHTAB(env);
   if (TYPEOF(ht) == VECSXP) {
@@ -300,10 +304,11 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
       if (p[i] != R_NilValue) symbuf_chain(&b, p[i]);
     }
   }
-  /* All bindings read before fn sees the first, each value fetched as it
-   * is found: fn reads them next. */
-  mk_binding *bd = (mk_binding *) R_alloc(b.n ? b.n : 1, sizeof(mk_binding));
-  size_t count = 0;
+  /* Each value is fetched as it is found and handed to fn LAG bindings
+   * later, when it has arrived. */
+  enum { LAG = 8 };
+  mk_binding *bd = b.n <= SMALL_ENV ? small_bd : (mk_binding *) R_alloc(b.n, sizeof(mk_binding));
+  size_t count = 0, done = 0;
   for (size_t i = 0; i < b.n; i++) {
     /* The symbol 16 ahead, its name 8 ahead: each lookup reads both. */
     if (i + 16 < b.n) MK_PREFETCH(b.v[i + 16]);
@@ -311,8 +316,9 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
     if (read_binding(env, b.v[i], &bd[count]) != 0) continue;
     if (bd[count].value != NULL) MK_PREFETCH(bd[count].value);
     count++;
+    if (fn && count > LAG) fn(&bd[done++], data);
   }
-  if (fn) for (size_t i = 0; i < count; i++) fn(&bd[i], data);
+  if (fn) while (done < count) fn(&bd[done++], data);
   vmaxset(vmax);
   return (R_xlen_t) count;
 }
