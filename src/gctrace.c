@@ -754,7 +754,8 @@ SEXP ffi_gctrace_text(void) {
   /* The reader only appends meanwhile: the first n bytes are the same. */
   if (G.open && s->ntext >= n) {
     if (n) memcpy(RAW(buf), s->text, n);
-    memmove(s->text, s->text + n, s->ntext - n);
+    /* No text buffer yet when nothing was ever read. */
+    if (s->ntext > n) memmove(s->text, s->text + n, s->ntext - n);
     s->ntext -= n;
     if (s->text) s->text[s->ntext] = '\0';
   } else {
