@@ -46,7 +46,7 @@ measure <- function(make) {
 gc_delta <- function(make) {
   old <- compiler::enableJIT(0)
   on.exit(compiler::enableJIT(old))
-  invisible(make())             # load and cache whatever make() needs
+  invisible(mem_cells(make()))  # load and cache whatever make() and measuring it need
   noise <- measure(function() NULL)
   d <- measure(make)
   list(created = d$created - noise$created, freed = d$freed - noise$freed, mem = d$mem)
@@ -474,4 +474,20 @@ test_that("a look-alike whose active binding changes the graph does not crash", 
   expect_true(res$ok)
   expect_gt(res$value[[1L]], 1e4 * 56)
   expect_identical(res$value[[2L]], 1)
+})
+
+test_that("an unboxed loop variable is boxed by the first measurement and counted, as documented", {
+  # Byte-compiled loops keep their variable unboxed in the frame's binding
+  # cell; R's API reads it only by boxing it (?mem_size, "Across R versions").
+  # The frame's parent is the global environment, where sizes stop.
+  factory <- compiler::cmpfun(eval(quote(function() {
+    for (i in 1:10) NULL
+    environment()
+  }), globalenv()))
+  e <- factory()
+  first <- mem_cells(e)
+  # The frame, the binding cell of `i`, and the boxed integer (1 Ncell, 1 Vcell).
+  expect_equal(unname(first), c(3, 1))
+  expect_equal(mem_cells(e), first)
+  expect_identical(e$i, 10L)
 })
