@@ -480,7 +480,7 @@ static void bytype_hook(void *data, SEXP x, int t, const mk_cost *cost) {
       c->t[c->n++] = (tally) {t, cl, 0, 0, 0, 0};
     }
   }
-  c->t[i].count += 1;
+  c->t[i].count += cost->ncells;   /* owned cells come several to a call */
   c->t[i].bytes += cost->bytes;
   c->t[i].ncells += cost->ncells;
   c->t[i].vcells += cost->vcells;

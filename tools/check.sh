@@ -7,7 +7,8 @@ source "$(dirname "$0")/lib.sh"
 cd "$MK_WORK" || exit 1
 rm -rf memkit.Rcheck memkit_*.tar.gz
 
-"$MK_R" CMD build "$MK_ROOT" || { echo "R CMD build failed"; exit 1; }
+# MK_BUILD_ARGS / MK_CHECK_ARGS: extra flags (tools/r-devel.sh uses them).
+"$MK_R" CMD build ${MK_BUILD_ARGS:-} "$MK_ROOT" || { echo "R CMD build failed"; exit 1; }
 tarball=$(ls memkit_*.tar.gz)
 
 export _R_CHECK_CRAN_INCOMING_REMOTE_=false
@@ -18,7 +19,7 @@ export NOT_CRAN=${NOT_CRAN:-true}
 export _R_CHECK_CRAN_INCOMING_=${_R_CHECK_CRAN_INCOMING_:-true}
 # The manual needs a LaTeX installation the machine does not have; the Rd
 # files are still checked (cran-comments.md).
-"$MK_R" CMD check --as-cran --no-manual "$tarball"
+"$MK_R" CMD check --as-cran --no-manual ${MK_CHECK_ARGS:-} "$tarball"
 rc=$?
 
 log=memkit.Rcheck/00check.log

@@ -326,6 +326,16 @@ test_that("mem_by_type() adds up to mem_size() and splits by class", {
   expect_equal(c(sum(bt$ncells), sum(bt$vcells)), unname(mem_cells(df)))
   expect_true(all(c("factor", "Date", "data.frame") %in% bt$class))
   expect_equal(bt$bytes, sort(bt$bytes, decreasing = TRUE))
+  # Every node is one of the count, binding and attribute cells included.
+  e <- local({
+    e <- new.env(parent = globalenv())
+    e$a <- structure(runif(3), u = 1, v = 2)
+    e$b <- letters
+    e
+  })
+  bt <- mem_by_type(e)
+  expect_equal(sum(bt$count), unname(mem_cells(e)[["ncells"]]))
+  expect_equal(sum(bt$bytes), mem_size(e))
 })
 
 test_that("printed trees and type tables read well", {

@@ -69,6 +69,12 @@ cases$ffi_fm_read <- function() {
   expect_mk_error(.Call(ns$ffi_fm_read, matrix(0), NULL, NULL), "type")
   unlink(s$path)
 }
+cases$ffi_fm_read_block <- function() {
+  s <- fm_small()
+  stopifnot(identical(.Call(ns$ffi_fm_read_block, s$x, 2L, 1, 2), matrix(c(3, 4, 5, 6), 2)),
+            identical(.Call(ns$ffi_fm_read_block, s$x, 1L, 1, 1), matrix(c(2, 4, 6), 1)))
+  unlink(s$path)
+}
 cases$ffi_fm_flush <- function() {
   s <- fm_small()
   stopifnot(isTRUE(.Call(ns$ffi_fm_flush, s$x)),
