@@ -89,6 +89,30 @@ for (nm in names(work)) {
 }
 res <- do.call(rbind, rows)
 
+# Paired against an earlier build (bash bench/baseline.sh COMMIT installs it
+# as memkitbase): the two alternate, 15 pairs per workload, and the ratio is
+# the median of the pairs' ratios.
+base <- NULL
+if (requireNamespace("memkitbase", quietly = TRUE)) {
+  base_commit <- readLines(system.file("COMMIT", package = "memkitbase"))
+  base <- do.call(rbind, lapply(names(work), function(nm) {
+    x <- work[[nm]]$x
+    memkitbase::mem_size(x)
+    mem_size(x)
+    pairs <- vapply(seq_len(15L), function(i) {
+      t0 <- memkit:::mono_now(); memkitbase::mem_size(x); t1 <- memkit:::mono_now()
+      mem_size(x); t2 <- memkit:::mono_now()
+      c(t1 - t0, t2 - t1)
+    }, double(2))
+    data.frame(workload = work[[nm]]$what, base_s = stats::median(pairs[1L, ]),
+               memkit_s = stats::median(pairs[2L, ]),
+               ratio = stats::median(pairs[2L, ] / pairs[1L, ]),
+               same_size = isTRUE(all.equal(as.numeric(memkitbase::mem_size(x)),
+                                            as.numeric(mem_size(x)))),
+               stringsAsFactors = FALSE)
+  }))
+}
+
 fmt_s <- function(s) ifelse(s < 1, sprintf("%.1f ms", 1000 * s), sprintf("%.2f s", s))
 fmt_b <- function(b) format(mem_bytes(b))
 met <- function(ok) ifelse(ok, "met", "**not met**")
@@ -102,13 +126,16 @@ cpu <- tryCatch({
   trimws(sub("^[^:]*:", "", l))
 }, error = function(e) "unknown", warning = function(e) "unknown")
 ver <- function(p) as.character(utils::packageVersion(p))
+commit <- tryCatch(system2("git", c("rev-parse", "--short", "HEAD"), stdout = TRUE),
+                   error = function(e) "unknown", warning = function(e) "unknown")
+script_hash <- substr(unname(tools::md5sum(file.path("bench", "size.R"))), 1L, 8L)
 
 md <- c(
   "## Object sizes (`bench/size.R`)",
   "",
-  sprintf("Machine: %s, %d cores, %s; %s. memkit %s, lobstr %s, run %s.",
+  sprintf("Machine: %s, %d cores, %s; %s. memkit %s (commit %s, bench/size.R %s), lobstr %s, run %s.",
           cpu, parallel::detectCores(), utils::sessionInfo()$running, R.version.string,
-          ver("memkit"), ver("lobstr"), format(Sys.time(), "%Y-%m-%d %H:%M %Z")),
+          ver("memkit"), commit, script_hash, ver("lobstr"), format(Sys.time(), "%Y-%m-%d %H:%M %Z")),
   "The machine is shared with other work, so absolute times move; the ratios are",
   "taken in one process, one workload at a time (median of 5 runs, 3 for object.size).",
   "",
@@ -141,7 +168,17 @@ md <- c(
   "object.size() is not comparable on the environment (it reports 56 bytes for any",
   "environment) nor on the lm (it counts shared vectors once per reference, skips",
   "the formula's environment and expands the deferred row names it meets: it is",
-  "timed after the others for that reason)."
+  "timed after the others for that reason).",
+  if (!is.null(base)) c(
+    "",
+    sprintf("Against memkit at %s (`bash bench/baseline.sh %s`), 15 alternating pairs per workload, median of the ratios:",
+            base_commit, base_commit),
+    "",
+    "| workload | earlier build | this build | this / earlier | same size |",
+    "|---|---|---|---|---|",
+    sprintf("| %s | %s | %s | %.2fx | %s |", base$workload, fmt_s(base$base_s), fmt_s(base$memkit_s),
+            base$ratio, ifelse(base$same_size, "yes", "**no**"))
+  )
 )
 dir.create(file.path("bench", "results"), showWarnings = FALSE, recursive = TRUE)
 writeLines(md, file.path("bench", "results", "size.md"))

@@ -23,10 +23,6 @@
 #include "walk.h"
 #include "utils.h"
 
-static void oom(void) {
-  mk_error("memory", "not enough memory to walk the session's objects");
-}
-
 /* ---- marking ------------------------------------------------------------ */
 
 static int skip_all(SEXP sym, void *data) {
@@ -52,7 +48,7 @@ static void mark_roots(mk_walker *w, SEXP envir, mk_skip_fn skip, void *skip_dat
   SEXP fixed[] = {R_GlobalEnv, R_BaseEnv, R_BaseNamespace, R_EmptyEnv, roots};
   mk_cost c = {0, 0, 0};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-    if (mk_walker_add(w, fixed[i], &c) != 0) oom();
+    if (mk_walker_add(w, fixed[i], &c) != 0) mk_walk_oom();
   }
   mk_walker_set(w, NULL);
 }
@@ -128,14 +124,14 @@ static SEXP retained_body(void *data) {
   R_xlen_t n = XLENGTH(c->syms);
   c->syms_set = mk_ptrset_new((size_t) n);
   c->w = mk_walker_new(1u << 19);
-  if (c->syms_set == NULL || c->w == NULL) oom();
+  if (c->syms_set == NULL || c->w == NULL) mk_walk_oom();
   for (R_xlen_t i = 0; i < n; i++) {
-    if (mk_ptrset_add(c->syms_set, VECTOR_ELT(c->syms, i)) < 0) oom();
+    if (mk_ptrset_add(c->syms_set, VECTOR_ELT(c->syms, i)) < 0) mk_walk_oom();
   }
   mark_roots(c->w, c->envir, skip_named, c->syms_set, c->roots);
   double marked = (double) mk_ptrset_size(mk_walker_seen(c->w));
   mk_robj_bindings(c->envir, collect_binding, &c->bs);
-  if (c->bs.oom) oom();
+  if (c->bs.oom) mk_walk_oom();
   mk_cost cost = {0, 0, 0};
   for (size_t i = 0; i < c->bs.n; i++) {
     const mk_binding *b = &c->bs.v[i];
@@ -143,7 +139,7 @@ static SEXP retained_body(void *data) {
     /* The binding cell goes with the binding. */
     cost.ncells += mk_cell_cost.ncells;
     cost.bytes += mk_cell_cost.bytes;
-    if (mk_walker_add_binding(c->w, b, &cost) != 0) oom();
+    if (mk_walker_add_binding(c->w, b, &cost) != 0) mk_walk_oom();
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = cost.ncells;
@@ -204,8 +200,7 @@ typedef struct {
 } ptrmap;
 
 static inline size_t map_slot_of(SEXP x, size_t cap) {
-  uint64_t h = ((uint64_t) (uintptr_t) x >> 3) * UINT64_C(0x9E3779B97F4A7C15);
-  return (size_t) (h >> 32) & (cap - 1);   /* cap is a power of two */
+  return (size_t) (mk_ptr_hash(x) >> 32) & (cap - 1);   /* cap is a power of two */
 }
 
 static int map_init(ptrmap *m, size_t cap) {
@@ -335,16 +330,16 @@ static SEXP ls_body(void *data) {
   int nprot = 0;
   c->w = mk_walker_new(1u << 19);
   c->lw = mk_walker_new(0);
-  if (c->w == NULL || c->lw == NULL) oom();
+  if (c->w == NULL || c->lw == NULL) mk_walk_oom();
   mark_roots(c->w, c->envir, skip_all, NULL, c->roots);
   c->marked = mk_walker_seen(c->w);
   double marked = (double) mk_ptrset_size(c->marked);
 
   mk_robj_bindings(c->envir, collect_binding, &c->bs);
-  if (c->bs.oom) oom();
-  if (c->bs.n > INT32_MAX / 3) oom();
+  if (c->bs.oom) mk_walk_oom();
+  if (c->bs.n > INT32_MAX / 3) mk_walk_oom();
   int n = (int) c->bs.n;
-  if (map_init(&c->map, 1u << 12) != 0 || pool_add(&c->pool, 0, -1) < 0) oom();
+  if (map_init(&c->map, 1u << 12) != 0 || pool_add(&c->pool, 0, -1) < 0) mk_walk_oom();
   mk_walk_opts o;
   memset(&o, 0, sizeof o);
   o.enter = ls_enter;
@@ -382,23 +377,23 @@ static SEXP ls_body(void *data) {
     mk_cost sc = {0, 0, 0};
     mk_walker_free(c->sw);
     c->sw = mk_walker_new(0);
-    if (c->sw == NULL || mk_walker_add_binding(c->sw, b, &sc) != 0) oom();
+    if (c->sw == NULL || mk_walker_add_binding(c->sw, b, &sc) != 0) mk_walk_oom();
     REAL(size)[i] = sc.bytes;
     c->walk = i;
     mk_cost ignored = {0, 0, 0};
-    if (mk_walker_add_binding(c->lw, b, &ignored) != 0) oom();
+    if (mk_walker_add_binding(c->lw, b, &ignored) != 0) mk_walk_oom();
   }
   /* The combined size of all bindings, shared memory once. */
   mk_walker_free(c->sw);
   c->sw = mk_walker_new(0);
-  if (c->sw == NULL) oom();
+  if (c->sw == NULL) mk_walk_oom();
   for (int i = 0; i < n; i++) {
-    if (mk_walker_add_binding(c->sw, &c->bs.v[i], &total_size) != 0) oom();
+    if (mk_walker_add_binding(c->sw, &c->bs.v[i], &total_size) != 0) mk_walk_oom();
   }
 
   /* Sum retained costs; note which shared sets occur. */
   c->used = calloc(c->pool.n ? c->pool.n : 1, sizeof(int));
-  if (c->used == NULL) oom();
+  if (c->used == NULL) mk_walk_oom();
   for (size_t j = 0; j < c->map.cap; j++) {
     map_slot *s = &c->map.slots[j];
     if (s->key == NULL) continue;
@@ -549,7 +544,7 @@ static SEXP dupes_body(void *data) {
   dupes_call *c = data;
   int nprot = 0;
   c->w = mk_walker_new(0);
-  if (c->w == NULL) oom();
+  if (c->w == NULL) mk_walk_oom();
   mk_walk_opts o;
   memset(&o, 0, sizeof o);
   o.hook = dupes_hook;
@@ -564,17 +559,17 @@ static SEXP dupes_body(void *data) {
   if (TYPEOF(c->x) == ENVSXP && mk_is_global(c->x)) {
     /* The global environment itself, say: its bindings, not the session. */
     mk_robj_bindings(c->x, collect_binding, &c->bs);
-    if (c->bs.oom) oom();
+    if (c->bs.oom) mk_walk_oom();
     for (size_t i = 0; i < c->bs.n; i++) {
       o.root_kind = MK_EDGE_BINDING;
       o.root_name = PRINTNAME(c->bs.v[i].sym);
       mk_walker_set(c->w, &o);
-      if (mk_walker_add_binding(c->w, &c->bs.v[i], &cost) != 0) oom();
+      if (mk_walker_add_binding(c->w, &c->bs.v[i], &cost) != 0) mk_walk_oom();
     }
   } else if (mk_walker_add(c->w, c->x, &cost) != 0) {
-    oom();
+    mk_walk_oom();
   }
-  if (c->oom) oom();
+  if (c->oom) mk_walk_oom();
   size_t np;
   const mk_path *p = mk_walker_paths(c->w, &np);
   SEXP vecs = PROTECT(Rf_allocVector(VECSXP, (R_xlen_t) c->n)); nprot++;

@@ -11,10 +11,6 @@
 #include "walk.h"
 #include "utils.h"
 
-static void oom(void) {
-  mk_error("memory", "not enough memory to walk the object graph");
-}
-
 /* ---- entry points: mem_size(), mem_sizes(), mem_cells() ----------------- */
 
 /* The walker is freed by R_ExecWithCleanup's cleanup on every exit, a
@@ -35,7 +31,7 @@ static SEXP sizes_body(void *data) {
   sizes_call *c = data;
   R_xlen_t n = XLENGTH(c->objs);
   c->w = mk_walker_new(0);
-  if (c->w == NULL) oom();
+  if (c->w == NULL) mk_walk_oom();
   if (c->each) {
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (R_xlen_t i = 0; i < n; i++) {
@@ -43,9 +39,9 @@ static SEXP sizes_body(void *data) {
       if (i > 0) {
         mk_walker_free(c->w);
         c->w = mk_walker_new(0);
-        if (c->w == NULL) oom();
+        if (c->w == NULL) mk_walk_oom();
       }
-      if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
+      if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) mk_walk_oom();
       REAL(out)[i] = cost.bytes;
     }
     UNPROTECT(1);
@@ -53,7 +49,7 @@ static SEXP sizes_body(void *data) {
   }
   mk_cost cost = {0, 0, 0};
   for (R_xlen_t i = 0; i < n; i++) {
-    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
+    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) mk_walk_oom();
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = cost.ncells;
@@ -82,10 +78,10 @@ SEXP ffi_size_each(SEXP objs) { return run_sizes(objs, 1); }
 static SEXP stats_body(void *data) {
   sizes_call *c = data;
   c->w = mk_walker_new(0);
-  if (c->w == NULL) oom();
+  if (c->w == NULL) mk_walk_oom();
   mk_cost cost = {0, 0, 0};
   for (R_xlen_t i = 0; i < XLENGTH(c->objs); i++) {
-    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) oom();
+    if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) mk_walk_oom();
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 3));
   REAL(out)[0] = mk_walker_nodes(c->w);
@@ -279,36 +275,36 @@ static void shared_hook(void *data, SEXP x, int type, const mk_cost *cost) {
 static void component_total(tree_call *c, SEXP x, mk_cost *tot, int *shared) {
   mk_walker_free(c->w);
   c->w = mk_walker_new(0);
-  if (c->w == NULL) oom();
+  if (c->w == NULL) mk_walk_oom();
   shared_hook_data d = {c->dups, 0};
   mk_walk_opts o = {0};
   o.hook = shared_hook;
   o.hook_data = &d;
   mk_walker_set(c->w, &o);
   *tot = (mk_cost) {0, 0, 0};
-  if (mk_walker_add(c->w, x, tot) != 0) oom();
+  if (mk_walker_add(c->w, x, tot) != 0) mk_walk_oom();
   *shared = d.shared;
 }
 
 /* Self: x and what only x holds, its component children excluded. */
 static double component_self(tree_call *c, SEXP x) {
   component_children(x, &c->kids);
-  if (c->kids.oom) oom();
+  if (c->kids.oom) mk_walk_oom();
   mk_walker_free(c->w);
   c->w = mk_walker_new(c->kids.n);
-  if (c->w == NULL) oom();
+  if (c->w == NULL) mk_walk_oom();
   for (size_t i = 0; i < c->kids.n; i++) {
-    if (c->kids.v[i].node != x && mk_ptrset_add(mk_walker_seen(c->w), c->kids.v[i].node) < 0) oom();
+    if (c->kids.v[i].node != x && mk_ptrset_add(mk_walker_seen(c->w), c->kids.v[i].node) < 0) mk_walk_oom();
   }
   mk_cost self = {0, 0, 0};
-  if (mk_walker_add(c->w, x, &self) != 0) oom();
+  if (mk_walker_add(c->w, x, &self) != 0) mk_walk_oom();
   return self.bytes;
 }
 
 static void add_row(tree_call *c, trow r) {
   if (c->nrows == c->cap) {
     trow *v = mk_grow(c->rows, &c->cap, sizeof *v, 64);
-    if (v == NULL) oom();
+    if (v == NULL) mk_walk_oom();
     c->rows = v;
   }
   c->rows[c->nrows++] = r;
@@ -334,12 +330,12 @@ static SEXP tree_body(void *data) {
   int nprot = 0;
   c->dups = mk_ptrset_new(0);
   c->whole = mk_walker_new(0);
-  if (c->dups == NULL || c->whole == NULL) oom();
+  if (c->dups == NULL || c->whole == NULL) mk_walk_oom();
   mk_walk_opts o = {0};
   o.dups = c->dups;
   mk_walker_set(c->whole, &o);
   mk_cost whole = {0, 0, 0};
-  if (mk_walker_add(c->whole, c->x, &whole) != 0) oom();
+  if (mk_walker_add(c->whole, c->x, &whole) != 0) mk_walk_oom();
   mk_walker_free(c->whole);
   c->whole = NULL;
 
@@ -356,7 +352,7 @@ static SEXP tree_body(void *data) {
     c->rows[r].self = component_self(c, x);
     if (c->rows[r].depth >= c->max_depth) continue;
     component_children(x, &c->rowkids);
-    if (c->rowkids.oom) oom();
+    if (c->rowkids.oom) mk_walk_oom();
     c->rows[r].first = c->nrows;
     for (size_t i = 0; i < c->rowkids.n; i++) {
       const tchild *k = &c->rowkids.v[i];
@@ -374,7 +370,7 @@ static SEXP tree_body(void *data) {
   /* Depth-first order, largest first among siblings. */
   size_t n = c->nrows;
   c->order = malloc((n ? n : 1) * 2 * sizeof(size_t));
-  if (c->order == NULL) oom();
+  if (c->order == NULL) mk_walk_oom();
   size_t *out = c->order, *stack = c->order + n, nout = 0, top = 0;
   if (n > 0) stack[top++] = 0;
   sort_rows = c->rows;
@@ -500,7 +496,7 @@ static SEXP bytype_body(void *data) {
   c->cap = 64;
   c->t = calloc(c->cap, sizeof(tally));
   c->w = mk_walker_new(0);
-  if (c->t == NULL || c->w == NULL) oom();
+  if (c->t == NULL || c->w == NULL) mk_walk_oom();
   for (int i = 0; i < 32; i++) c->t[i].type = i;
   c->n = 32;
   mk_cost cost = {0, 0, 0};
@@ -508,7 +504,7 @@ static SEXP bytype_body(void *data) {
   o.hook = bytype_hook;
   o.hook_data = c;
   mk_walker_set(c->w, &o);
-  if (mk_walker_add(c->w, c->x, &cost) != 0 || c->oom) oom();
+  if (mk_walker_add(c->w, c->x, &cost) != 0 || c->oom) mk_walk_oom();
   size_t m = 0;
   for (size_t i = 0; i < c->n; i++) if (c->t[i].count > 0) m++;
   const char *names[] = {"type", "class", "count", "bytes", "ncells", "vcells", ""};

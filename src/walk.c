@@ -325,8 +325,11 @@ struct mk_ptrset {
 #define PTRSET_MAX_CAP ((size_t) 0xFFFFFFFFu)
 
 static inline size_t ptr_slot(SEXP x, size_t cap) {
-  uint64_t h = ((uint64_t) (uintptr_t) x >> 3) * UINT64_C(0x9E3779B97F4A7C15);
-  return (size_t) (((h >> 32) * (uint64_t) cap) >> 32);
+  return (size_t) (((mk_ptr_hash(x) >> 32) * (uint64_t) cap) >> 32);
+}
+
+void mk_walk_oom(void) {
+  mk_error("memory", "not enough memory to walk the object graph");
 }
 
 static int ptrset_alloc(mk_ptrset *s, size_t cap) {

@@ -20,7 +20,9 @@
 #define MEMKIT_WALK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "robj.h"
+#include "errors.h"
 
 /* Self cost of one node, exactly as gc() counts it: one Ncell per node
  * (vector headers included) and the Vcells of its data (small vectors take
@@ -84,6 +86,15 @@ typedef struct {
 void mk_node_edges(SEXP x, const mk_edge_opts *opts, mk_edge_fn fn, void *data, mk_cost *owned);
 
 /* ---- the walker ---- */
+
+/* The hash of a node's address, for pointer sets and maps: nodes are
+ * 8-byte aligned, so the low bits carry nothing. */
+static inline uint64_t mk_ptr_hash(SEXP x) {
+  return ((uint64_t) (uintptr_t) x >> 3) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
+/* The error for a walk that ran out of memory (the walker's own buffers). */
+void mk_walk_oom(void) MK_NORETURN;
 
 typedef struct mk_ptrset mk_ptrset;
 mk_ptrset *mk_ptrset_new(size_t hint);     /* NULL on allocation failure */

@@ -43,7 +43,7 @@ cases$ffi_fm_open <- function() {
   stopifnot(identical(x[, ], matrix(as.double(1:6), 2, 3)))
   y <- .Call(ns$ffi_fm_open, s$path, "r", "double", 2, 3, 4096, FALSE, NULL, list(NULL, c("a", "b", "c")))
   stopifnot(identical(colnames(y), c("a", "b", "c")), identical(sum(y), 21))
-  expect_mk_error(.Call(ns$ffi_fm_open, s$path, "r", "double", 2, 3, h$offset, TRUE, "0", NULL), "file")
+  expect_mk_error(.Call(ns$ffi_fm_open, s$path, "r", "double", 2, 3, h$offset, TRUE, "0", NULL), "format")
   unlink(s$path)
 }
 cases$ffi_fm_fill <- function() {
