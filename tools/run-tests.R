@@ -13,5 +13,6 @@ res <- testthat::test_dir(
 )
 df <- as.data.frame(res)
 failed <- sum(df$failed) + sum(df$error)
+cat(sprintf("test blocks: %d of %d ran to the end (not skipped)\n", sum(!df$skipped), nrow(df)))
 cat(sprintf("tests: %d passed, %d failed\n", sum(df$passed), failed))
 quit(status = if (failed > 0) 1L else 0L)
