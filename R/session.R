@@ -198,16 +198,19 @@ mem_gc <- function(full = TRUE, trim = FALSE) {
 
 #' @export
 print.mem_gc <- function(x, ...) {
+  # A subset prints what it has: the byte columns left, by `what`; without
+  # `what` (or any byte column), it is a plain data frame.
+  cols <- c(before = "before", after = "after", freed = "freed", trigger = "trigger",
+            `max used` = "max_used")
+  cols <- cols[cols %in% names(x)]
+  if (!"what" %in% names(x) || length(cols) == 0L) return(NextMethod())
   cat("<mem_gc>\n")
-  df <- data.frame(
-    before = format(x$before), after = format(x$after), freed = format(x$freed),
-    trigger = format(x$trigger), `max used` = format(x$max_used),
-    row.names = x$what, check.names = FALSE
-  )
+  df <- data.frame(lapply(cols, function(col) format(mem_bytes(x[[col]]))),
+                   row.names = make.unique(as.character(x$what)), check.names = FALSE)
   df[] <- lapply(df, function(col) ifelse(col == "NA", "", col))
   print(df, right = TRUE)
   trimmed <- attr(x, "trimmed")
-  if (!is.null(trimmed) && !is.na(trimmed)) {
+  if (!is.null(trimmed) && !is.na(trimmed) && any(x$what == "RSS (trim)")) {
     cat(if (trimmed) "malloc_trim() returned free heap pages to the system.\n"
         else "malloc_trim() found no free heap pages to return.\n")
   }
@@ -220,11 +223,19 @@ print.mem_gc <- function(x, ...) {
 #' binding of `envir` with its class, its size (as [mem_size()] gives it,
 #' shared memory included), its retained size (what removing only this
 #' binding would free, as [mem_retained()] gives it) and the other bindings
-#' it shares memory with. Rows are sorted by retained size, largest first;
-#' the printed table ends with a total row: the combined size of all the
-#' bindings (shared memory counted once) and what removing all of them would
-#' free, which is at least the sum of the retained column (memory shared by
-#' two bindings is retained by neither alone).
+#' it shares memory with (see "Shared memory" below). Rows are sorted by
+#' retained size, largest first; the printed table ends with a total row:
+#' the combined size of all the bindings (shared memory counted once) and
+#' what removing all of them would free, which is at least the sum of the
+#' retained column (memory shared by two bindings is retained by neither
+#' alone).
+#'
+#' The result is a data frame to filter and sort as any other. A subset of
+#' its rows (`res[res$size > 1e6, ]`) prints without the total row, and says
+#' so: the sizes of bindings that share memory do not add up, and what
+#' removing just those bindings would free is a question for
+#' [mem_retained()] (`mem_retained(res$name, envir)`). A subset of its
+#' columns prints as a plain data frame.
 #'
 #' Promises (for example the arguments of a function not yet used, or
 #' bindings made with [delayedAssign()]) are not forced and active bindings
@@ -284,6 +295,7 @@ mem_ls <- function(envir = parent.frame()) {
   structure(
     out,
     class = c("mem_ls", "data.frame"),
+    bindings = nms,
     total = new_mem_bytes(totals[[1L]]),
     total_retained = retained_bytes(totals[2:4]),
     walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
@@ -292,22 +304,42 @@ mem_ls <- function(envir = parent.frame()) {
 
 #' @export
 print.mem_ls <- function(x, ...) {
+  if (!all(c("name", "class", "size", "retained", "shares") %in% names(x))) {
+    return(NextMethod())
+  }
   n <- nrow(x)
-  cat(sprintf("<mem_ls> %d binding%s\n", n, if (n == 1L) "" else "s"))
+  # The total is that of all the bindings: it is shown only while every one
+  # of them is, since sizes of bindings that share memory do not add up.
+  all_names <- attr(x, "bindings")
+  total <- attr(x, "total")
+  total_retained <- attr(x, "total_retained")
+  complete <- !is.null(all_names) && n == length(all_names) && setequal(x$name, all_names)
+  if (is.null(all_names) || complete) {
+    cat(sprintf("<mem_ls> %d binding%s\n", n, if (n == 1L) "" else "s"))
+  } else {
+    cat(sprintf("<mem_ls> %d of %d bindings\n", n, length(all_names)))
+  }
   if (n == 0L) return(invisible(x))
+  with_total <- complete && !is.null(total) && !is.null(total_retained)
   shares <- vapply(x$shares, function(s) {
     if (length(s) > 3L) s <- c(s[1:3], sprintf("+%d more", length(s) - 3L))
     paste(s, collapse = ", ")
   }, character(1))
   df <- data.frame(
-    name = c(x$name, "(total)"),
-    class = c(x$class, ""),
-    size = c(format(x$size), format(attr(x, "total"))),
-    retained = c(format(x$retained), format(attr(x, "total_retained"))),
-    shares = c(shares, ""),
-    stringsAsFactors = FALSE
+    name = x$name, class = x$class, size = format(mem_bytes(x$size)),
+    retained = format(mem_bytes(x$retained)), shares = shares, stringsAsFactors = FALSE
   )
+  if (with_total) {
+    df <- rbind(df, data.frame(name = "(total)", class = "", size = format(total),
+                               retained = format(total_retained), shares = "",
+                               stringsAsFactors = FALSE))
+  }
   print(df, right = FALSE, row.names = FALSE)
+  if (!complete && !is.null(all_names)) {
+    cat("# No total row for a subset: shared memory makes sizes not add up.\n",
+        "# mem_retained(x$name, envir) gives what removing these bindings would free.\n",
+        sep = "")
+  }
   invisible(x)
 }
 
@@ -522,9 +554,13 @@ walk_paths <- function(found, ids, label) {
 
 #' @export
 print.mem_dupes <- function(x, ...) {
+  # A subset without the columns the table needs is a plain data frame.
+  if (!all(c("type", "length", "size", "copies", "wasted", "paths") %in% names(x))) {
+    return(NextMethod())
+  }
   n <- nrow(x)
   cat(sprintf("<mem_dupes> %d group%s of identical vectors, %s wasted\n", n,
-              if (n == 1L) "" else "s", format(sum(x$wasted))))
+              if (n == 1L) "" else "s", format(sum(mem_bytes(x$wasted)))))
   if (n == 0L) return(invisible(x))
   df <- data.frame(
     type = x$type, length = format(x$length, big.mark = ",", scientific = FALSE),

@@ -125,7 +125,10 @@ dots_names <- function(objs, exprs) {
 #'   `note` and `label` (the last step of the path, as printed). `note` marks
 #'   compact vectors, external pointers (the memory behind them is unknown),
 #'   active bindings (never called) and promises ("not forced" or
-#'   "evaluated"; measuring never forces them).
+#'   "evaluated"; measuring never forces them). Attributes `total` (the
+#'   size of `x`) and `components` (the number of rows): a subset of the rows
+#'   prints as "3 of 40 components of 1.2 MiB"; a subset of the columns as a
+#'   plain data frame.
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
@@ -180,7 +183,8 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
     note = notes[res$note + 1L], stringsAsFactors = FALSE
   )
   out$label <- label
-  structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth)
+  structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth,
+            total = new_mem_bytes(whole), components = n)
 }
 
 # How each component is reached from its parent: the text before and after
@@ -234,8 +238,20 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
     return(NextMethod())
   }
   rows <- nrow(x)
-  cat(sprintf("<mem_tree> %s in %d component%s", format(if (rows) x$total[[1L]] else mem_bytes(0)),
-              rows, if (rows == 1L) "" else "s"), "\n", sep = "")
+  # The whole object's total, whichever rows are left after subsetting.
+  whole <- attr(x, "total")
+  all_rows <- attr(x, "components")
+  if (is.null(whole) || is.null(all_rows)) {
+    whole <- if (rows) x$total[[1L]] else mem_bytes(0)
+    all_rows <- rows
+  }
+  if (rows == all_rows) {
+    cat(sprintf("<mem_tree> %s in %d component%s\n", format(mem_bytes(whole)),
+                rows, if (rows == 1L) "" else "s"))
+  } else {
+    cat(sprintf("<mem_tree> %d of %d components of %s\n", rows, all_rows,
+                format(mem_bytes(whole))))
+  }
   if (rows == 0L) return(invisible(x))
   show <- seq_len(min(n, rows))
   utf8 <- use_unicode()

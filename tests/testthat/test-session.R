@@ -310,6 +310,39 @@ test_that("mem_ls() on 1,000 bindings sharing memory at random", {
   }
 })
 
+test_that("a subset of mem_ls()'s rows prints without a stale total", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e5)
+  e$y <- list(e$x, runif(10))
+  e$z <- rnorm(5e4)
+  res <- mem_ls(e)
+  big <- res[res$size > 500e3, ]
+  expect_identical(sort(big$name), c("x", "y"))
+  out <- capture.output(print(big))
+  expect_identical(out[[1L]], "<mem_ls> 2 of 3 bindings")
+  expect_false(any(grepl("(total)", out, fixed = TRUE)))
+  # Every row, in another order, is still the whole environment.
+  out <- capture.output(print(res[order(res$name), ]))
+  expect_identical(out[[1L]], "<mem_ls> 3 bindings")
+  expect_true(any(grepl("(total)", out, fixed = TRUE)))
+  # The same binding twice is not the whole environment either.
+  expect_false(any(grepl("(total)", capture.output(print(res[c(1, 1, 2), ])), fixed = TRUE)))
+  expect_snapshot(print(big))
+})
+
+test_that("a subset of mem_ls()'s columns prints as a data frame", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e5)
+  e$z <- rnorm(5e4)
+  res <- mem_ls(e)
+  for (cols in list(c("name", "size"), "name", c("name", "class", "size", "retained"))) {
+    out <- capture.output(print(res[cols]))
+    expect_false(any(grepl("NULL|(total)", out)), label = paste(cols, collapse = ", "))
+    expect_false(any(grepl("<mem_ls>", out, fixed = TRUE)))
+  }
+  expect_snapshot(print(res[c("name", "size")]))
+})
+
 # ---- mem_rm() -------------------------------------------------------------------
 
 test_that("mem_rm() removes and reports", {
@@ -345,6 +378,23 @@ test_that("mem_gc() reports before, after and freed", {
   # Figures vary from run to run, and so do the column widths they set.
   scrub <- function(x) gsub(" +", " ", gsub(" *-?[0-9][0-9.]* ?[KMG]?i?B", " <n>", x))
   expect_snapshot(print(res), transform = scrub)
+})
+
+test_that("subsets of a mem_gc() result print what they have", {
+  res <- mem_gc()
+  out <- capture.output(print(res[c("what", "freed")]))
+  expect_identical(out[[1L]], "<mem_gc>")
+  expect_match(out[[2L]], "^ +freed$")
+  expect_false(any(grepl("NULL", out)))
+  out <- capture.output(print(res[res$what != "RSS", ]))
+  expect_length(out, 4L)
+  expect_false(any(grepl("RSS", out)))
+  # Without `what`, a plain data frame.
+  out <- capture.output(print(res[c("before", "after")]))
+  expect_false(any(grepl("NULL|<mem_gc>", out)))
+  expect_length(out, 4L)
+  scrub <- function(x) gsub(" +", " ", gsub(" *-?[0-9][0-9.]* ?[KMG]?i?B", " <n>", x))
+  expect_snapshot(print(res[c("what", "freed")]), transform = scrub)
 })
 
 test_that("mem_gc(trim = TRUE) adds the trim row", {
@@ -392,6 +442,27 @@ test_that("mem_dupes() finds copies, not shared vectors", {
   expect_equal(as.numeric(res$wasted), 2 * (48 + 8e4))
   expect_setequal(res$paths[[1L]], c("x$a", "x$b", "x$c", "x$e$f"))
   expect_snapshot(print(res))
+})
+
+test_that("subsets of a mem_dupes() result print", {
+  a <- runif(1e4)
+  x <- list(a = a, b = a + 0, c = a, d = runif(2e3), e = list(f = a + 0), g = 1:3e3 + 0L)
+  x$h <- x$g + 0L
+  res <- mem_dupes(x)
+  expect_equal(nrow(res), 2L)
+  for (cols in list(c("type", "copies"), "paths", c("type", "length", "size", "copies", "wasted"))) {
+    expect_no_error(out <- capture.output(print(res[cols])))
+    expect_false(any(grepl("<mem_dupes>", out, fixed = TRUE)))
+  }
+  # Rows filtered: the header adds up the rows shown.
+  out <- capture.output(print(res[res$type == "integer", ]))
+  expect_identical(out[[1L]], "<mem_dupes> 1 group of identical vectors, 11.8 KiB wasted")
+  expect_identical(capture.output(print(res[res$copies > 5, ])),
+                   "<mem_dupes> 0 groups of identical vectors, 0 B wasted")
+  expect_snapshot({
+    print(res[c("type", "copies")])
+    print(res[res$type == "integer", ])
+  })
 })
 
 test_that("mem_dupes() walks environments, attributes and closures without forcing", {

@@ -348,6 +348,33 @@ test_that("printed trees and type tables read well", {
   })
 })
 
+test_that("subsets of mem_tree() and mem_by_type() results print", {
+  x <- list(a = runif(1e3), b = letters, c = list(d = runif(10)))
+  tree <- mem_tree(x)
+  n <- nrow(tree)
+  whole <- format(tree$total[[1L]])
+  out <- capture.output(print(tree[tree$depth > 0, ]))
+  # The header gives the whole object's size, not the first row shown's.
+  expect_identical(out[[1L]], sprintf("<mem_tree> %d of %d components of %s", n - 1L, n, whole))
+  expect_identical(capture.output(print(tree))[[1L]], sprintf("<mem_tree> %s in %d components", whole, n))
+  out <- capture.output(print(tree[c("path", "total")]))
+  expect_false(any(grepl("<mem_tree>|NULL", out)))
+  expect_length(out, n + 1L)
+
+  types <- mem_by_type(x)
+  strings <- types[types$type %in% c("char", "character"), ]
+  out <- capture.output(print(strings))
+  expect_match(out[[1L]], sprintf("^<mem_by_type> %s in %d nodes$",
+                                  format(sum(strings$bytes)), sum(strings$count)))
+  expect_length(out, nrow(strings) + 1L)
+  out <- capture.output(print(types[c("type", "bytes")]))
+  expect_false(any(grepl("<mem_by_type>|NULL", out)))
+  expect_snapshot({
+    print(tree[tree$depth > 0, ])
+    print(tree[c("path", "total")])
+  })
+})
+
 test_that("plot() draws a tree", {
   path <- withr::local_tempfile(fileext = ".pdf")
   grDevices::pdf(path)
