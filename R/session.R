@@ -247,11 +247,27 @@ print.mem_gc <- function(x, ...) {
 #' [mem_retained()] for the roots and what cannot be seen), plus one walk
 #' per binding over the memory reachable from it.
 #'
+#' @section Shared memory:
+#' Two bindings share memory when some of the memory they hold is reachable
+#' from both (and from nothing outside `envir`): it is in neither one's
+#' retained size, only in the total. `shares` lists, for each binding, the
+#' other bindings it shares at least `min_shared` bytes with (1 KiB by
+#' default), adding up every node the two hold in common. Smaller sharing
+#' is left out of `shares` because it is not shared data but bookkeeping: a
+#' result of arithmetic on a matrix keeps the matrix's 56-byte `dim`
+#' vector, a copy with new values keeps the `names` of the original. Such
+#' memory still counts in neither binding's retained size. `min_shared = 0`
+#' lists every pair that shares anything.
+#'
 #' @param envir The environment to list.
+#' @param min_shared The bytes two bindings must hold in common to be
+#'   listed in each other's `shares`: a number of bytes or a size such as
+#'   `"1 MB"`.
 #' @return A data frame of class `mem_ls` with columns `name`, `class`,
 #'   `size` and `retained` ([mem_bytes]), and `shares`, a list of the names
-#'   of the other bindings each one shares memory with. Attributes `total`
-#'   (combined size), `total_retained` (what removing every binding would
+#'   of the other bindings each one shares at least `min_shared` bytes
+#'   with. Attributes `bindings` (the names of all the bindings listed),
+#'   `total` (their combined size), `total_retained` (what removing every binding would
 #'   free, with its `cells`) and `walk`: the nodes marked as reachable from
 #'   elsewhere, the nodes reachable only from the bindings, and the bytes the
 #'   walk used.
@@ -263,8 +279,9 @@ print.mem_gc <- function(x, ...) {
 #' e$z <- rnorm(5e4)
 #' delayedAssign("lazy", stop("never forced"), assign.env = e)
 #' mem_ls(e)
-mem_ls <- function(envir = parent.frame()) {
+mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
   check_env(envir)
+  min_shared <- check_bytes_arg(min_shared)
   res <- .Call(ffi_retained_ls, envir, session_roots(envir))
   nms <- res[[1L]]
   kind <- res[[2L]]
@@ -278,11 +295,7 @@ mem_ls <- function(envir = parent.frame()) {
       class(get(nms[[i]], envir = envir, inherits = FALSE))[[1L]]
     )
   }
-  shares <- rep(list(character()), n)
-  for (set in res[[5L]]) {
-    for (i in set) shares[[i]] <- union(shares[[i]], nms[setdiff(set, i)])
-  }
-  shares <- lapply(shares, sort)
+  shares <- shares_of(res[[5L]], res[[7L]], nms, min_shared)
   ret <- res[[4L]]
   out <- data.frame(name = nms, class = cls, stringsAsFactors = FALSE)
   out$size <- new_mem_bytes(res[[3L]])
@@ -300,6 +313,29 @@ mem_ls <- function(envir = parent.frame()) {
     total_retained = retained_bytes(totals[2:4]),
     walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
   )
+}
+
+# For each binding, the other bindings it shares at least `min_shared` bytes
+# with. `sets` are the sets of bindings (numbers) that reach a node nothing
+# outside reaches, `bytes` what the nodes of each set take: two bindings
+# share the bytes of every set that holds both.
+shares_of <- function(sets, bytes, nms, min_shared) {
+  n <- length(nms)
+  shares <- rep(list(character()), n)
+  if (length(sets) == 0L) return(shares)
+  k <- lengths(sets)
+  from <- unlist(lapply(sets, function(s) rep(s, each = length(s))))
+  to <- unlist(lapply(sets, function(s) rep(s, times = length(s))))
+  b <- rep(bytes, k * k)
+  other <- from != to
+  pair <- (from[other] - 1) * n + to[other]
+  common <- rowsum(b[other], pair, reorder = FALSE)
+  keep <- common[, 1L] >= min_shared
+  pair <- as.double(rownames(common))[keep]
+  from <- (pair - 1) %/% n + 1
+  to <- (pair - 1) %% n + 1
+  found <- split(nms[to], factor(from, levels = seq_len(n)))
+  unname(lapply(found, function(s) sort(unname(s))))
 }
 
 #' @export

@@ -145,16 +145,8 @@ dots_names <- function(objs, exprs) {
 #' mem_tree(make_formula())
 #' plot(mem_tree(fit))
 mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
-  call <- sys.call()
   check_scalar_number(max_depth, min = 0)
-  if (is.character(min_bytes) && length(min_bytes) == 1L && !is.na(min_bytes)) {
-    min_bytes <- tryCatch(as.numeric(mem_bytes(min_bytes)), memkit_error = function(e) {
-      mk_abort("argument", sprintf(
-        "`min_bytes` must be a number of bytes or a size such as \"1 MB\", not %s.",
-        describe_value(min_bytes)), call = call)
-    })
-  }
-  check_scalar_number(min_bytes, min = 0)
+  min_bytes <- check_bytes_arg(min_bytes)
   root <- substitute(x)
   root <- if (is.symbol(root)) as.character(root) else "x"
   res <- .Call(ffi_size_tree, x, as.integer(min(max_depth, 1e6)), as.double(min_bytes))

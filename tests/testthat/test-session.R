@@ -289,8 +289,13 @@ test_that("mem_ls() on 1,000 bindings sharing memory at random", {
     assign(sprintf("v%04d", i), val, envir = e)
   }
   rm(base)
-  res <- mem_ls(e)
+  # Every pair that shares anything, however little.
+  res <- mem_ls(e, min_shared = 0)
   expect_equal(nrow(res), 1000L)
+  # By default, only pairs that share 1 KiB or more: fewer.
+  by_default <- mem_ls(e)
+  expect_identical(by_default$name, res$name)
+  expect_true(all(mapply(function(a, b) all(a %in% b), by_default$shares, res$shares)))
   expect_lte(sum(res$retained), attr(res, "total_retained"))
   # Every share listed is real: the two bindings hold a vector in common.
   held <- lapply(mget(res$name, envir = e), function(v) if (is.list(v)) v else list(v))
@@ -308,6 +313,52 @@ test_that("mem_ls() on 1,000 bindings sharing memory at random", {
     expect_equal(res$retained[[match(nm, res$name)]], mem_size(get(nm, envir = e)) + 56,
                  ignore_attr = TRUE)
   }
+})
+
+test_that("mem_ls() leaves small shared attributes out of `shares`", {
+  # Made in a function, whose frame is gone by the time mem_ls() looks.
+  make <- function() {
+    e <- new.env(parent = emptyenv())
+    e$m <- matrix(runif(1e4), 100)
+    e$m2 <- e$m * 2            # holds m's 56-byte dim vector, nothing more
+    e$v <- runif(1e3)
+    e$w <- list(e$v)           # holds v's 8 KB of data
+    e$s <- 1:3 + 0L
+    e$t <- e$s                 # one 64-byte vector under two names
+    a <- runif(70)             # 608 bytes each
+    b <- runif(70)
+    e$p <- list(a, b)
+    e$q <- list(a, b)          # 1,216 bytes in common with p, in one set
+    e$r <- list(a)             # 608 bytes in common with p and q
+    e
+  }
+  e <- make()
+  res <- mem_ls(e)
+  sh <- setNames(res$shares, res$name)
+  expect_identical(sh$m, character())
+  expect_identical(sh$m2, character())
+  expect_identical(sh$v, "w")
+  expect_identical(sh$w, "v")
+  expect_identical(sh$s, character())
+  expect_identical(sh$p, "q")
+  expect_identical(sh$q, "p")
+  expect_identical(sh$r, character())
+  # Still shared: the dim vector is in neither one's retained size.
+  expect_equal(res$retained[[match("m", res$name)]], res$size[[match("m", res$name)]])
+  # All sharing on request, none beyond a threshold given as a size.
+  all_sharing <- mem_ls(e, min_shared = 0)
+  sh0 <- setNames(all_sharing$shares, all_sharing$name)
+  expect_identical(sh0$m, "m2")
+  expect_identical(sh0$s, "t")
+  expect_identical(sh0$r, c("p", "q"))
+  sh_big <- setNames(mem_ls(e, min_shared = "10 KB")$shares, res$name)
+  expect_true(all(lengths(sh_big) == 0L))
+  expect_error(mem_ls(e, min_shared = -1), class = "memkit_error_argument")
+  expect_error(mem_ls(e, min_shared = "lots"), class = "memkit_error_argument")
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_ls(e, min_shared = -1)
+    mem_ls(e, min_shared = "lots")
+  })
 })
 
 test_that("a subset of mem_ls()'s rows prints without a stale total", {
