@@ -97,11 +97,17 @@ check_binding_names <- function(names, envir, arg = "names", call = sys.call(-1L
     mk_abort("argument", sprintf("`%s` must be a character vector of names, not %s.",
                                  arg, describe_value(names)), call = call)
   }
+  if (!all(nzchar(names))) {
+    mk_abort("argument", sprintf(
+      "`%s` must name bindings, not hold the empty string \"\" (element %s).", arg,
+      paste(which(!nzchar(names)), collapse = ", ")
+    ), call = call)
+  }
   bound <- vapply(names, exists, logical(1), envir = envir, inherits = FALSE)
   if (!all(bound)) {
     bad <- names[!bound]
     mk_abort("argument", sprintf(
-      "`%s` must name bindings in `%s`; %s %s not bound there.", arg,
+      "`%s` must name bindings in %s; %s %s not bound there.", arg,
       format_env(envir), paste0("\"", bad, "\"", collapse = ", "),
       if (length(bad) == 1L) "is" else "are"
     ), call = call)
@@ -113,7 +119,7 @@ format_env <- function(envir) {
   if (identical(envir, globalenv())) return("the global environment")
   nm <- environmentName(envir)
   if (nzchar(nm)) return(sprintf("environment %s", nm))
-  "envir"
+  "`envir`"
 }
 
 #' Collect garbage and see what it gave back
@@ -396,7 +402,10 @@ print.mem_ls <- function(x, ...) {
 #' @param ... Names of the bindings to remove, as names or strings (as in
 #'   [rm()]).
 #' @param list A character vector of further names.
-#' @param envir The environment to remove them from.
+#' @param envir The environment to remove them from. It must not be locked
+#'   ([lockEnvironment()]): that is an error of kind `state` (see
+#'   [memkit_errors]), raised before anything is collected. A locked binding
+#'   in an environment that is not locked is removed, as [rm()] removes it.
 #' @return A list of class `mem_rm` with `names` (removed), `predicted` and
 #'   `freed` ([mem_bytes], each with attribute `cells`).
 #' @export
@@ -415,8 +424,21 @@ mem_rm <- function(..., list = character(), envir = parent.frame()) {
     mk_abort("argument", "`...` must contain names or strings, as in rm().")
   }
   check_env(envir)
+  if (is.null(list)) list <- character()
+  if (!is.character(list) || anyNA(list)) {
+    mk_abort("argument", sprintf("`list` must be a character vector of names, not %s.",
+                                 describe_value(list)))
+  }
   names <- unique(c(vapply(dots, as.character, character(1)), list))
   check_binding_names(names, envir, arg = if (length(dots)) "..." else "list")
+  # Checked here, before any collection: rm() would fail only after the
+  # prediction and two full collections.
+  if (environmentIsLocked(envir)) {
+    mk_abort("state", sprintf(
+      "Can't remove bindings from %s: it is locked (see lockEnvironment()).",
+      format_env(envir)
+    ))
+  }
   predicted <- .Call(ffi_retained_size, envir, names, session_roots(envir))
   if (is.null(session_state$warm)) {
     # The first run of the counting code in a session allocates a cell for

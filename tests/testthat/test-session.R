@@ -413,6 +413,50 @@ test_that("mem_rm() removes and reports", {
   })
 })
 
+test_that("mem_retained() and mem_rm() reject empty names and bad lists, classed", {
+  e <- new.env()
+  e$a <- 1
+  expect_error(mem_retained("", e), class = "memkit_error_argument")
+  expect_error(mem_retained(c("a", ""), e), class = "memkit_error_argument")
+  expect_error(mem_rm(list = "", envir = e), class = "memkit_error_argument")
+  expect_error(mem_rm("", envir = e), class = "memkit_error_argument")
+  expect_error(mem_rm(list = 1, envir = e), class = "memkit_error_argument")
+  expect_true(exists("a", envir = e, inherits = FALSE))
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_retained("", e)
+    mem_rm(list = c("a", ""), envir = e)
+    mem_rm(list = 1, envir = e)
+    mem_rm(list = NA_character_, envir = e)
+  })
+})
+
+test_that("mem_rm() in a locked environment is a state error, raised before collecting", {
+  locked <- new.env()
+  locked$a <- runif(10)
+  locked$b <- 1
+  lockBinding("b", locked)
+  lockEnvironment(locked)
+  local({
+    # Nothing may be collected or removed before the error.
+    local_mocked_bindings(count_freed = function(...) stop("collected"), gc_used = function() stop("collected"))
+    expect_error(mem_rm(a, envir = locked), class = "memkit_error_state")
+    expect_error(mem_rm(list = c("a", "b"), envir = locked), class = "memkit_error_state")
+  })
+  expect_true(all(c("a", "b") %in% ls(locked)))
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_rm(a, envir = locked)
+  })
+})
+
+test_that("mem_rm() removes a locked binding of an unlocked environment, as rm() does", {
+  e <- new.env()
+  e$b <- runif(10)
+  lockBinding("b", e)
+  res <- mem_rm(b, envir = e)
+  expect_false(exists("b", envir = e, inherits = FALSE))
+  expect_identical(res$names, "b")
+})
+
 # ---- mem_gc() -------------------------------------------------------------------
 
 test_that("mem_gc() reports before, after and freed", {
