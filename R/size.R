@@ -128,7 +128,8 @@ dots_names <- function(objs, exprs) {
 #'   "evaluated"; measuring never forces them). Attributes `total` (the
 #'   size of `x`) and `components` (the number of rows): a subset of the rows
 #'   prints as "3 of 40 components of 1.2 MiB"; a subset of the columns as a
-#'   plain data frame.
+#'   plain data frame. `plot()` draws only whole trees: a subset of the rows
+#'   or columns is an error of kind `argument`.
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
@@ -276,6 +277,19 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
 #' @rdname mem_tree
 #' @export
 plot.mem_tree <- function(x, labels = TRUE, main = NULL, ...) {
+  # The layout follows `parent`, row numbers of the whole tree: a subset
+  # would be drawn wrong, so it is refused.
+  need <- c("depth", "parent", "type", "total", "label")
+  all_rows <- attr(x, "components")
+  whole <- all(need %in% names(x)) && (is.null(all_rows) || nrow(x) == all_rows) &&
+    identical(as.integer(rownames(x)), seq_len(nrow(x)))
+  if (!whole) {
+    mk_abort("argument", sprintf(paste0(
+      "`x` must be a whole tree from mem_tree(), not a subset of one (%s); ",
+      "leave parts out with mem_tree()'s `max_depth` and `min_bytes`."),
+      if (!all(need %in% names(x))) "columns left out" else
+        sprintf("%d of %d components", nrow(x), if (is.null(all_rows)) NA else all_rows)))
+  }
   n <- nrow(x)
   if (n == 0L) {
     plot.new()

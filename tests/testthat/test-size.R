@@ -375,6 +375,20 @@ test_that("subsets of mem_tree() and mem_by_type() results print", {
   })
 })
 
+test_that("plot() of a subset of a tree is a classed error, not a wrong picture", {
+  tree <- mem_tree(list(a = runif(1e3), b = letters, c = list(d = runif(10))))
+  grDevices::pdf(NULL)
+  withr::defer(grDevices::dev.off())
+  expect_error(plot(tree[tree$depth > 0, ]), class = "memkit_error_argument")
+  expect_error(plot(tree[tree$depth < 2, ]), class = "memkit_error_argument")
+  expect_error(plot(tree[c("path", "total")]), class = "memkit_error_argument")
+  expect_no_error(plot(tree[order(seq_len(nrow(tree))), ]))
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    plot(tree[tree$depth > 0, ])
+    plot(tree[c("path", "total")])
+  })
+})
+
 test_that("plot() draws a tree", {
   path <- withr::local_tempfile(fileext = ".pdf")
   grDevices::pdf(path)
