@@ -56,6 +56,20 @@ new_mem_bytes <- function(x = double()) {
   structure(x, class = "mem_bytes")
 }
 
+# A size argument: a number of bytes, or a string such as "1 MB". Returns
+# the bytes as a double.
+check_bytes_arg <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
+  if (is.character(x) && length(x) == 1L && !is.na(x)) {
+    x <- tryCatch(as.numeric(parse_bytes(x)), memkit_error = function(e) {
+      mk_abort("argument", sprintf(
+        "`%s` must be a number of bytes or a size such as \"1 MB\", not %s.",
+        arg, describe_value(x)), call = call)
+    })
+  }
+  check_scalar_number(x, arg = arg, min = 0, call = call)
+  as.double(x)
+}
+
 #' @rdname mem_bytes
 #' @export
 is_mem_bytes <- function(x) inherits(x, "mem_bytes")

@@ -165,13 +165,13 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
   }
   # Elements at an offset that is not a multiple of their size would be
   # misaligned loads (slow, or a fault on some processors).
-  if (offset %% fm_elt_size(type) != 0) {
+  if (offset %% elt_size(type) != 0) {
     mk_abort("argument", sprintf("`offset` must be a multiple of %d (the size of a %s element), not %s.",
-                                 fm_elt_size(type), type, format(offset)))
+                                 elt_size(type), type, format(offset)))
   }
   if (is.null(ncol)) {
     avail <- file.size(path) - offset
-    cells <- avail / fm_elt_size(type)
+    cells <- avail / elt_size(type)
     ncol <- if (nrow > 0 && cells > 0) cells / nrow else 0
     if (ncol != trunc(ncol)) {
       mk_abort("format", sprintf(
@@ -234,7 +234,7 @@ as_fm <- function(x, path, type = NULL, dimnames = NULL, overwrite = FALSE,
   check_dimnames(dn, dims[[1L]], dims[[2L]])
   nrow <- as.double(dims[[1L]])
   fm_new(path, nrow, as.double(dims[[2L]]), type, dn, overwrite, fill = function(out) {
-    elt <- fm_elt_size(type)
+    elt <- elt_size(type)
     if (is.null(cols)) {
       src <- if (typeof(x) == type) x else as_type(x, type)
       total <- as.double(length(src))
@@ -354,7 +354,7 @@ fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.bl
   d <- dim(x)
   n <- d[[margin]]
   other <- d[[3L - margin]]
-  per <- max(1, floor(block_bytes / max(1, other * elt_bytes(x))))
+  per <- max(1, floor(block_bytes / max(1, other * elt_size(typeof(x)))))
   # Each block is a range c(first, count), 1-based: no index vector per row or
   # column, so the bookkeeping costs nothing next to the data.
   starts <- if (n == 0) numeric() else seq(1, n, by = per)
@@ -468,7 +468,7 @@ fm_info <- function(x) {
     path = st$path, type = st$type, nrow = st$nrow, ncol = st$ncol, mode = st$mode,
     header = st$header, offset = st$offset, checksum = st$checksum,
     file_size = new_mem_bytes(r$file_size),
-    data_size = new_mem_bytes(st$nrow * st$ncol * fm_elt_size(st$type)),
+    data_size = new_mem_bytes(st$nrow * st$ncol * elt_size(st$type)),
     resident = new_mem_bytes(r$resident)
   ), class = "fm_info")
 }
@@ -495,12 +495,6 @@ is_fm <- function(x) .Call(ffi_fm_is, x)
 # ---- internal helpers ---------------------------------------------------------
 
 fm_types <- c("double", "integer", "logical", "raw")
-
-fm_elt_size <- function(type) c(double = 8, integer = 4, logical = 4, raw = 1)[[type]]
-
-elt_bytes <- function(x) {
-  switch(typeof(x), double = 8, integer = 4, logical = 4, raw = 1, complex = 16, 8)
-}
 
 check_fm_platform <- function(call = sys.call(-1L)) {
   if (.Platform$OS.type == "windows") {
@@ -680,7 +674,7 @@ fm_new <- function(path, nrow, ncol, type, dimnames, overwrite, fill, call = sys
 
 fill_value <- function(x, value) {
   total <- as.double(length(x))
-  step <- max(1, floor(getOption("memkit.block_bytes", 64 * 2^20) / fm_elt_size(typeof(x))))
+  step <- max(1, floor(getOption("memkit.block_bytes", 64 * 2^20) / elt_size(typeof(x))))
   starts <- seq(0, max(total - 1, 0), by = step)
   with_progress(length(starts), "Filling", function(tick) {
     for (s in starts) {

@@ -97,11 +97,17 @@ check_binding_names <- function(names, envir, arg = "names", call = sys.call(-1L
     mk_abort("argument", sprintf("`%s` must be a character vector of names, not %s.",
                                  arg, describe_value(names)), call = call)
   }
+  if (!all(nzchar(names))) {
+    mk_abort("argument", sprintf(
+      "`%s` must name bindings, not hold the empty string \"\" (element %s).", arg,
+      paste(which(!nzchar(names)), collapse = ", ")
+    ), call = call)
+  }
   bound <- vapply(names, exists, logical(1), envir = envir, inherits = FALSE)
   if (!all(bound)) {
     bad <- names[!bound]
     mk_abort("argument", sprintf(
-      "`%s` must name bindings in `%s`; %s %s not bound there.", arg,
+      "`%s` must name bindings in %s; %s %s not bound there.", arg,
       format_env(envir), paste0("\"", bad, "\"", collapse = ", "),
       if (length(bad) == 1L) "is" else "are"
     ), call = call)
@@ -113,7 +119,7 @@ format_env <- function(envir) {
   if (identical(envir, globalenv())) return("the global environment")
   nm <- environmentName(envir)
   if (nzchar(nm)) return(sprintf("environment %s", nm))
-  "envir"
+  "`envir`"
 }
 
 #' Collect garbage and see what it gave back
@@ -198,16 +204,19 @@ mem_gc <- function(full = TRUE, trim = FALSE) {
 
 #' @export
 print.mem_gc <- function(x, ...) {
+  # A subset prints what it has: the byte columns left, by `what`; without
+  # `what` (or any byte column), it is a plain data frame.
+  cols <- c(before = "before", after = "after", freed = "freed", trigger = "trigger",
+            `max used` = "max_used")
+  cols <- cols[cols %in% names(x)]
+  if (!"what" %in% names(x) || length(cols) == 0L) return(NextMethod())
   cat("<mem_gc>\n")
-  df <- data.frame(
-    before = format(x$before), after = format(x$after), freed = format(x$freed),
-    trigger = format(x$trigger), `max used` = format(x$max_used),
-    row.names = x$what, check.names = FALSE
-  )
+  df <- data.frame(lapply(cols, function(col) format(mem_bytes(x[[col]]))),
+                   row.names = make.unique(as.character(x$what)), check.names = FALSE)
   df[] <- lapply(df, function(col) ifelse(col == "NA", "", col))
   print(df, right = TRUE)
   trimmed <- attr(x, "trimmed")
-  if (!is.null(trimmed) && !is.na(trimmed)) {
+  if (!is.null(trimmed) && !is.na(trimmed) && any(x$what == "RSS (trim)")) {
     cat(if (trimmed) "malloc_trim() returned free heap pages to the system.\n"
         else "malloc_trim() found no free heap pages to return.\n")
   }
@@ -220,11 +229,19 @@ print.mem_gc <- function(x, ...) {
 #' binding of `envir` with its class, its size (as [mem_size()] gives it,
 #' shared memory included), its retained size (what removing only this
 #' binding would free, as [mem_retained()] gives it) and the other bindings
-#' it shares memory with. Rows are sorted by retained size, largest first;
-#' the printed table ends with a total row: the combined size of all the
-#' bindings (shared memory counted once) and what removing all of them would
-#' free, which is at least the sum of the retained column (memory shared by
-#' two bindings is retained by neither alone).
+#' it shares memory with (see "Shared memory" below). Rows are sorted by
+#' retained size, largest first; the printed table ends with a total row:
+#' the combined size of all the bindings (shared memory counted once) and
+#' what removing all of them would free, which is at least the sum of the
+#' retained column (memory shared by two bindings is retained by neither
+#' alone).
+#'
+#' The result is a data frame to filter and sort as any other. A subset of
+#' its rows (`res[res$size > 1e6, ]`) prints without the total row, and says
+#' so: the sizes of bindings that share memory do not add up, and what
+#' removing just those bindings would free is a question for
+#' [mem_retained()] (`mem_retained(res$name, envir)`). A subset of its
+#' columns prints as a plain data frame.
 #'
 #' Promises (for example the arguments of a function not yet used, or
 #' bindings made with [delayedAssign()]) are not forced and active bindings
@@ -236,11 +253,27 @@ print.mem_gc <- function(x, ...) {
 #' [mem_retained()] for the roots and what cannot be seen), plus one walk
 #' per binding over the memory reachable from it.
 #'
+#' @section Shared memory:
+#' Two bindings share memory when some of the memory they hold is reachable
+#' from both (and from nothing outside `envir`): it is in neither one's
+#' retained size, only in the total. `shares` lists, for each binding, the
+#' other bindings it shares at least `min_shared` bytes with (1 KiB by
+#' default), adding up every node the two hold in common. Smaller sharing
+#' is left out of `shares` because it is not shared data but bookkeeping: a
+#' result of arithmetic on a matrix keeps the matrix's 56-byte `dim`
+#' vector, a copy with new values keeps the `names` of the original. Such
+#' memory still counts in neither binding's retained size. `min_shared = 0`
+#' lists every pair that shares anything.
+#'
 #' @param envir The environment to list.
+#' @param min_shared The bytes two bindings must hold in common to be
+#'   listed in each other's `shares`: a number of bytes or a size such as
+#'   `"1 MB"`.
 #' @return A data frame of class `mem_ls` with columns `name`, `class`,
 #'   `size` and `retained` ([mem_bytes]), and `shares`, a list of the names
-#'   of the other bindings each one shares memory with. Attributes `total`
-#'   (combined size), `total_retained` (what removing every binding would
+#'   of the other bindings each one shares at least `min_shared` bytes
+#'   with. Attributes `bindings` (the names of all the bindings listed),
+#'   `total` (their combined size), `total_retained` (what removing every binding would
 #'   free, with its `cells`) and `walk`: the nodes marked as reachable from
 #'   elsewhere, the nodes reachable only from the bindings, and the bytes the
 #'   walk used.
@@ -252,8 +285,9 @@ print.mem_gc <- function(x, ...) {
 #' e$z <- rnorm(5e4)
 #' delayedAssign("lazy", stop("never forced"), assign.env = e)
 #' mem_ls(e)
-mem_ls <- function(envir = parent.frame()) {
+mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
   check_env(envir)
+  min_shared <- check_bytes_arg(min_shared)
   res <- .Call(ffi_retained_ls, envir, session_roots(envir))
   nms <- res[[1L]]
   kind <- res[[2L]]
@@ -267,11 +301,7 @@ mem_ls <- function(envir = parent.frame()) {
       class(get(nms[[i]], envir = envir, inherits = FALSE))[[1L]]
     )
   }
-  shares <- rep(list(character()), n)
-  for (set in res[[5L]]) {
-    for (i in set) shares[[i]] <- union(shares[[i]], nms[setdiff(set, i)])
-  }
-  shares <- lapply(shares, sort)
+  shares <- shares_of(res[[5L]], res[[7L]], nms, min_shared)
   ret <- res[[4L]]
   out <- data.frame(name = nms, class = cls, stringsAsFactors = FALSE)
   out$size <- new_mem_bytes(res[[3L]])
@@ -284,30 +314,74 @@ mem_ls <- function(envir = parent.frame()) {
   structure(
     out,
     class = c("mem_ls", "data.frame"),
+    bindings = nms,
     total = new_mem_bytes(totals[[1L]]),
     total_retained = retained_bytes(totals[2:4]),
     walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
   )
 }
 
+# For each binding, the other bindings it shares at least `min_shared` bytes
+# with. `sets` are the sets of bindings (numbers) that reach a node nothing
+# outside reaches, `bytes` what the nodes of each set take: two bindings
+# share the bytes of every set that holds both.
+shares_of <- function(sets, bytes, nms, min_shared) {
+  n <- length(nms)
+  shares <- rep(list(character()), n)
+  if (length(sets) == 0L) return(shares)
+  k <- lengths(sets)
+  from <- unlist(lapply(sets, function(s) rep(s, each = length(s))))
+  to <- unlist(lapply(sets, function(s) rep(s, times = length(s))))
+  b <- rep(bytes, k * k)
+  other <- from != to
+  pair <- (from[other] - 1) * n + to[other]
+  common <- rowsum(b[other], pair, reorder = FALSE)
+  keep <- common[, 1L] >= min_shared
+  pair <- as.double(rownames(common))[keep]
+  from <- (pair - 1) %/% n + 1
+  to <- (pair - 1) %% n + 1
+  found <- split(nms[to], factor(from, levels = seq_len(n)))
+  unname(lapply(found, function(s) sort(unname(s))))
+}
+
 #' @export
 print.mem_ls <- function(x, ...) {
+  if (!all(c("name", "class", "size", "retained", "shares") %in% names(x))) {
+    return(NextMethod())
+  }
   n <- nrow(x)
-  cat(sprintf("<mem_ls> %d binding%s\n", n, if (n == 1L) "" else "s"))
+  # The total is that of all the bindings: it is shown only while every one
+  # of them is, since sizes of bindings that share memory do not add up.
+  all_names <- attr(x, "bindings")
+  total <- attr(x, "total")
+  total_retained <- attr(x, "total_retained")
+  complete <- !is.null(all_names) && n == length(all_names) && setequal(x$name, all_names)
+  if (is.null(all_names) || complete) {
+    cat(sprintf("<mem_ls> %d binding%s\n", n, if (n == 1L) "" else "s"))
+  } else {
+    cat(sprintf("<mem_ls> %d of %d bindings\n", n, length(all_names)))
+  }
   if (n == 0L) return(invisible(x))
+  with_total <- complete && !is.null(total) && !is.null(total_retained)
   shares <- vapply(x$shares, function(s) {
     if (length(s) > 3L) s <- c(s[1:3], sprintf("+%d more", length(s) - 3L))
     paste(s, collapse = ", ")
   }, character(1))
   df <- data.frame(
-    name = c(x$name, "(total)"),
-    class = c(x$class, ""),
-    size = c(format(x$size), format(attr(x, "total"))),
-    retained = c(format(x$retained), format(attr(x, "total_retained"))),
-    shares = c(shares, ""),
-    stringsAsFactors = FALSE
+    name = x$name, class = x$class, size = format(mem_bytes(x$size)),
+    retained = format(mem_bytes(x$retained)), shares = shares, stringsAsFactors = FALSE
   )
+  if (with_total) {
+    df <- rbind(df, data.frame(name = "(total)", class = "", size = format(total),
+                               retained = format(total_retained), shares = "",
+                               stringsAsFactors = FALSE))
+  }
   print(df, right = FALSE, row.names = FALSE)
+  if (!complete && !is.null(all_names)) {
+    cat("# No total row for a subset: shared memory makes sizes not add up.\n",
+        "# mem_retained(x$name, envir) gives what removing these bindings would free.\n",
+        sep = "")
+  }
   invisible(x)
 }
 
@@ -328,7 +402,10 @@ print.mem_ls <- function(x, ...) {
 #' @param ... Names of the bindings to remove, as names or strings (as in
 #'   [rm()]).
 #' @param list A character vector of further names.
-#' @param envir The environment to remove them from.
+#' @param envir The environment to remove them from. It must not be locked
+#'   ([lockEnvironment()]): that is an error of kind `state` (see
+#'   [memkit_errors]), raised before anything is collected. A locked binding
+#'   in an environment that is not locked is removed, as [rm()] removes it.
 #' @return A list of class `mem_rm` with `names` (removed), `predicted` and
 #'   `freed` ([mem_bytes], each with attribute `cells`).
 #' @export
@@ -347,8 +424,21 @@ mem_rm <- function(..., list = character(), envir = parent.frame()) {
     mk_abort("argument", "`...` must contain names or strings, as in rm().")
   }
   check_env(envir)
+  if (is.null(list)) list <- character()
+  if (!is.character(list) || anyNA(list)) {
+    mk_abort("argument", sprintf("`list` must be a character vector of names, not %s.",
+                                 describe_value(list)))
+  }
   names <- unique(c(vapply(dots, as.character, character(1)), list))
   check_binding_names(names, envir, arg = if (length(dots)) "..." else "list")
+  # Checked here, before any collection: rm() would fail only after the
+  # prediction and two full collections.
+  if (environmentIsLocked(envir)) {
+    mk_abort("state", sprintf(
+      "Can't remove bindings from %s: it is locked (see lockEnvironment()).",
+      format_env(envir)
+    ))
+  }
   predicted <- .Call(ffi_retained_size, envir, names, session_roots(envir))
   if (is.null(session_state$warm)) {
     # The first run of the counting code in a session allocates a cell for
@@ -522,9 +612,13 @@ walk_paths <- function(found, ids, label) {
 
 #' @export
 print.mem_dupes <- function(x, ...) {
+  # A subset without the columns the table needs is a plain data frame.
+  if (!all(c("type", "length", "size", "copies", "wasted", "paths") %in% names(x))) {
+    return(NextMethod())
+  }
   n <- nrow(x)
   cat(sprintf("<mem_dupes> %d group%s of identical vectors, %s wasted\n", n,
-              if (n == 1L) "" else "s", format(sum(x$wasted))))
+              if (n == 1L) "" else "s", format(sum(mem_bytes(x$wasted)))))
   if (n == 0L) return(invisible(x))
   df <- data.frame(
     type = x$type, length = format(x$length, big.mark = ",", scientific = FALSE),

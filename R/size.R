@@ -125,7 +125,11 @@ dots_names <- function(objs, exprs) {
 #'   `note` and `label` (the last step of the path, as printed). `note` marks
 #'   compact vectors, external pointers (the memory behind them is unknown),
 #'   active bindings (never called) and promises ("not forced" or
-#'   "evaluated"; measuring never forces them).
+#'   "evaluated"; measuring never forces them). Attributes `total` (the
+#'   size of `x`) and `components` (the number of rows): a subset of the rows
+#'   prints as "3 of 40 components of 1.2 MiB"; a subset of the columns as a
+#'   plain data frame. `plot()` draws only whole trees: a subset of the rows
+#'   or columns is an error of kind `argument`.
 #' @seealso [mem_size()], [mem_by_type()].
 #' @export
 #' @examples
@@ -142,16 +146,8 @@ dots_names <- function(objs, exprs) {
 #' mem_tree(make_formula())
 #' plot(mem_tree(fit))
 mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
-  call <- sys.call()
   check_scalar_number(max_depth, min = 0)
-  if (is.character(min_bytes) && length(min_bytes) == 1L && !is.na(min_bytes)) {
-    min_bytes <- tryCatch(as.numeric(mem_bytes(min_bytes)), memkit_error = function(e) {
-      mk_abort("argument", sprintf(
-        "`min_bytes` must be a number of bytes or a size such as \"1 MB\", not %s.",
-        describe_value(min_bytes)), call = call)
-    })
-  }
-  check_scalar_number(min_bytes, min = 0)
+  min_bytes <- check_bytes_arg(min_bytes)
   root <- substitute(x)
   root <- if (is.symbol(root)) as.character(root) else "x"
   res <- .Call(ffi_size_tree, x, as.integer(min(max_depth, 1e6)), as.double(min_bytes))
@@ -180,7 +176,8 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
     note = notes[res$note + 1L], stringsAsFactors = FALSE
   )
   out$label <- label
-  structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth)
+  structure(out, class = c("mem_tree", "data.frame"), max_depth = max_depth,
+            total = new_mem_bytes(whole), components = n)
 }
 
 # How each component is reached from its parent: the text before and after
@@ -234,8 +231,20 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
     return(NextMethod())
   }
   rows <- nrow(x)
-  cat(sprintf("<mem_tree> %s in %d component%s", format(if (rows) x$total[[1L]] else mem_bytes(0)),
-              rows, if (rows == 1L) "" else "s"), "\n", sep = "")
+  # The whole object's total, whichever rows are left after subsetting.
+  whole <- attr(x, "total")
+  all_rows <- attr(x, "components")
+  if (is.null(whole) || is.null(all_rows)) {
+    whole <- if (rows) x$total[[1L]] else mem_bytes(0)
+    all_rows <- rows
+  }
+  if (rows == all_rows) {
+    cat(sprintf("<mem_tree> %s in %d component%s\n", format(mem_bytes(whole)),
+                rows, if (rows == 1L) "" else "s"))
+  } else {
+    cat(sprintf("<mem_tree> %d of %d components of %s\n", rows, all_rows,
+                format(mem_bytes(whole))))
+  }
   if (rows == 0L) return(invisible(x))
   show <- seq_len(min(n, rows))
   utf8 <- use_unicode()
@@ -268,6 +277,19 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
 #' @rdname mem_tree
 #' @export
 plot.mem_tree <- function(x, labels = TRUE, main = NULL, ...) {
+  # The layout follows `parent`, row numbers of the whole tree: a subset
+  # would be drawn wrong, so it is refused.
+  need <- c("depth", "parent", "type", "total", "label")
+  all_rows <- attr(x, "components")
+  whole <- all(need %in% names(x)) && (is.null(all_rows) || nrow(x) == all_rows) &&
+    identical(as.integer(rownames(x)), seq_len(nrow(x)))
+  if (!whole) {
+    mk_abort("argument", sprintf(paste0(
+      "`x` must be a whole tree from mem_tree(), not a subset of one (%s); ",
+      "leave parts out with mem_tree()'s `max_depth` and `min_bytes`."),
+      if (!all(need %in% names(x))) "columns left out" else
+        sprintf("%d of %d components", nrow(x), if (is.null(all_rows)) NA else all_rows)))
+  }
   n <- nrow(x)
   if (n == 0L) {
     plot.new()

@@ -16,3 +16,15 @@ format_secs <- function(s) {
 # Bytes per cons cell and per vector cell, as gc() and gcinfo() count them.
 ncell_bytes <- 56
 vcell_bytes <- 8
+
+# Bytes per element of each vector type, defined here once: what C's
+# sizeof() gives for int (logical, integer), double, Rcomplex and Rbyte.
+# Vectors of other types (character, list, expression) hold pointers.
+elt_sizes <- c(logical = 4, integer = 4, double = 8, complex = 16, raw = 1)
+
+# The element size of each of `type` (names as typeof() gives them).
+elt_size <- function(type) {
+  size <- unname(elt_sizes[type])
+  size[is.na(size)] <- .Machine$sizeof.pointer
+  size
+}

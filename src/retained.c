@@ -273,6 +273,7 @@ typedef struct {
   bindings bs;
   int walk, oom;
   int *used;
+  double *set_bytes;     /* the bytes of the nodes each set shares */
 } ls_call;
 
 static void ls_cleanup(void *data, Rboolean jump) {
@@ -286,10 +287,12 @@ static void ls_cleanup(void *data, Rboolean jump) {
   free(c->pool.v);
   free(c->bs.v);
   free(c->used);
+  free(c->set_bytes);
   memset(&c->map, 0, sizeof c->map);
   memset(&c->pool, 0, sizeof c->pool);
   c->bs.v = NULL;
   c->used = NULL;
+  c->set_bytes = NULL;
 }
 
 /* Enter x in the current binding's walk if it is unmarked and this walk
@@ -393,7 +396,8 @@ static SEXP ls_body(void *data) {
 
   /* Sum retained costs; note which shared sets occur. */
   c->used = calloc(c->pool.n ? c->pool.n : 1, sizeof(int));
-  if (c->used == NULL) mk_walk_oom();
+  c->set_bytes = calloc(c->pool.n ? c->pool.n : 1, sizeof(double));
+  if (c->used == NULL || c->set_bytes == NULL) mk_walk_oom();
   for (size_t j = 0; j < c->map.cap; j++) {
     map_slot *s = &c->map.slots[j];
     if (s->key == NULL) continue;
@@ -416,13 +420,16 @@ static SEXP ls_body(void *data) {
       r[i + 2 * n] += cc.bytes;
     } else {
       c->used[s->val] = 1;
+      c->set_bytes[s->val] += cc.bytes;
     }
   }
   int nshared = 0;
   for (size_t s = 0; s < c->pool.n; s++) nshared += c->used[s];
   SEXP shared = PROTECT(Rf_allocVector(VECSXP, nshared)); nprot++;
+  SEXP shared_bytes = PROTECT(Rf_allocVector(REALSXP, nshared)); nprot++;
   for (size_t s = 0, j = 0; s < c->pool.n; s++) {
     if (!c->used[s]) continue;
+    REAL(shared_bytes)[j] = c->set_bytes[s];
     int len = 0;
     for (int t = (int) s; t != 0; t = c->pool.v[t].parent) len++;
     SEXP members = Rf_allocVector(INTSXP, len);
@@ -441,19 +448,21 @@ static SEXP ls_body(void *data) {
   REAL(totals)[6] = (double) (mk_walker_bytes(c->w) + mk_walker_bytes(c->lw) +
                               c->map.cap * sizeof(map_slot) + c->pool.cap * sizeof(setnode));
 
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
   SET_VECTOR_ELT(out, 0, names);
   SET_VECTOR_ELT(out, 1, kind);
   SET_VECTOR_ELT(out, 2, size);
   SET_VECTOR_ELT(out, 3, ret);
   SET_VECTOR_ELT(out, 4, shared);
   SET_VECTOR_ELT(out, 5, totals);
+  SET_VECTOR_ELT(out, 6, shared_bytes);
   UNPROTECT(nprot);
   return out;
 }
 
 /* list(names, kind, size, retained (n x 3: ncells, vcells, bytes),
- *      shared sets (binding numbers), totals) for every binding of envir. */
+ *      shared sets (binding numbers), totals, the bytes each shared set holds)
+ * for every binding of envir. */
 SEXP ffi_retained_ls(SEXP envir, SEXP roots) {
   check_envir(envir);
   mk_robj_reset();

@@ -289,8 +289,13 @@ test_that("mem_ls() on 1,000 bindings sharing memory at random", {
     assign(sprintf("v%04d", i), val, envir = e)
   }
   rm(base)
-  res <- mem_ls(e)
+  # Every pair that shares anything, however little.
+  res <- mem_ls(e, min_shared = 0)
   expect_equal(nrow(res), 1000L)
+  # By default, only pairs that share 1 KiB or more: fewer.
+  by_default <- mem_ls(e)
+  expect_identical(by_default$name, res$name)
+  expect_true(all(mapply(function(a, b) all(a %in% b), by_default$shares, res$shares)))
   expect_lte(sum(res$retained), attr(res, "total_retained"))
   # Every share listed is real: the two bindings hold a vector in common.
   held <- lapply(mget(res$name, envir = e), function(v) if (is.list(v)) v else list(v))
@@ -308,6 +313,85 @@ test_that("mem_ls() on 1,000 bindings sharing memory at random", {
     expect_equal(res$retained[[match(nm, res$name)]], mem_size(get(nm, envir = e)) + 56,
                  ignore_attr = TRUE)
   }
+})
+
+test_that("mem_ls() leaves small shared attributes out of `shares`", {
+  # Made in a function, whose frame is gone by the time mem_ls() looks.
+  make <- function() {
+    e <- new.env(parent = emptyenv())
+    e$m <- matrix(runif(1e4), 100)
+    e$m2 <- e$m * 2            # holds m's 56-byte dim vector, nothing more
+    e$v <- runif(1e3)
+    e$w <- list(e$v)           # holds v's 8 KB of data
+    e$s <- 1:3 + 0L
+    e$t <- e$s                 # one 64-byte vector under two names
+    a <- runif(70)             # 608 bytes each
+    b <- runif(70)
+    e$p <- list(a, b)
+    e$q <- list(a, b)          # 1,216 bytes in common with p, in one set
+    e$r <- list(a)             # 608 bytes in common with p and q
+    e
+  }
+  e <- make()
+  res <- mem_ls(e)
+  sh <- setNames(res$shares, res$name)
+  expect_identical(sh$m, character())
+  expect_identical(sh$m2, character())
+  expect_identical(sh$v, "w")
+  expect_identical(sh$w, "v")
+  expect_identical(sh$s, character())
+  expect_identical(sh$p, "q")
+  expect_identical(sh$q, "p")
+  expect_identical(sh$r, character())
+  # Still shared: the dim vector is in neither one's retained size.
+  expect_equal(res$retained[[match("m", res$name)]], res$size[[match("m", res$name)]])
+  # All sharing on request, none beyond a threshold given as a size.
+  all_sharing <- mem_ls(e, min_shared = 0)
+  sh0 <- setNames(all_sharing$shares, all_sharing$name)
+  expect_identical(sh0$m, "m2")
+  expect_identical(sh0$s, "t")
+  expect_identical(sh0$r, c("p", "q"))
+  sh_big <- setNames(mem_ls(e, min_shared = "10 KB")$shares, res$name)
+  expect_true(all(lengths(sh_big) == 0L))
+  expect_error(mem_ls(e, min_shared = -1), class = "memkit_error_argument")
+  expect_error(mem_ls(e, min_shared = "lots"), class = "memkit_error_argument")
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_ls(e, min_shared = -1)
+    mem_ls(e, min_shared = "lots")
+  })
+})
+
+test_that("a subset of mem_ls()'s rows prints without a stale total", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e5)
+  e$y <- list(e$x, runif(10))
+  e$z <- rnorm(5e4)
+  res <- mem_ls(e)
+  big <- res[res$size > 500e3, ]
+  expect_identical(sort(big$name), c("x", "y"))
+  out <- capture.output(print(big))
+  expect_identical(out[[1L]], "<mem_ls> 2 of 3 bindings")
+  expect_false(any(grepl("(total)", out, fixed = TRUE)))
+  # Every row, in another order, is still the whole environment.
+  out <- capture.output(print(res[order(res$name), ]))
+  expect_identical(out[[1L]], "<mem_ls> 3 bindings")
+  expect_true(any(grepl("(total)", out, fixed = TRUE)))
+  # The same binding twice is not the whole environment either.
+  expect_false(any(grepl("(total)", capture.output(print(res[c(1, 1, 2), ])), fixed = TRUE)))
+  expect_snapshot(print(big))
+})
+
+test_that("a subset of mem_ls()'s columns prints as a data frame", {
+  e <- new.env(parent = emptyenv())
+  e$x <- runif(1e5)
+  e$z <- rnorm(5e4)
+  res <- mem_ls(e)
+  for (cols in list(c("name", "size"), "name", c("name", "class", "size", "retained"))) {
+    out <- capture.output(print(res[cols]))
+    expect_false(any(grepl("NULL|(total)", out)), label = paste(cols, collapse = ", "))
+    expect_false(any(grepl("<mem_ls>", out, fixed = TRUE)))
+  }
+  expect_snapshot(print(res[c("name", "size")]))
 })
 
 # ---- mem_rm() -------------------------------------------------------------------
@@ -329,6 +413,50 @@ test_that("mem_rm() removes and reports", {
   })
 })
 
+test_that("mem_retained() and mem_rm() reject empty names and bad lists, classed", {
+  e <- new.env()
+  e$a <- 1
+  expect_error(mem_retained("", e), class = "memkit_error_argument")
+  expect_error(mem_retained(c("a", ""), e), class = "memkit_error_argument")
+  expect_error(mem_rm(list = "", envir = e), class = "memkit_error_argument")
+  expect_error(mem_rm("", envir = e), class = "memkit_error_argument")
+  expect_error(mem_rm(list = 1, envir = e), class = "memkit_error_argument")
+  expect_true(exists("a", envir = e, inherits = FALSE))
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_retained("", e)
+    mem_rm(list = c("a", ""), envir = e)
+    mem_rm(list = 1, envir = e)
+    mem_rm(list = NA_character_, envir = e)
+  })
+})
+
+test_that("mem_rm() in a locked environment is a state error, raised before collecting", {
+  locked <- new.env()
+  locked$a <- runif(10)
+  locked$b <- 1
+  lockBinding("b", locked)
+  lockEnvironment(locked)
+  local({
+    # Nothing may be collected or removed before the error.
+    local_mocked_bindings(count_freed = function(...) stop("collected"), gc_used = function() stop("collected"))
+    expect_error(mem_rm(a, envir = locked), class = "memkit_error_state")
+    expect_error(mem_rm(list = c("a", "b"), envir = locked), class = "memkit_error_state")
+  })
+  expect_true(all(c("a", "b") %in% ls(locked)))
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    mem_rm(a, envir = locked)
+  })
+})
+
+test_that("mem_rm() removes a locked binding of an unlocked environment, as rm() does", {
+  e <- new.env()
+  e$b <- runif(10)
+  lockBinding("b", e)
+  res <- mem_rm(b, envir = e)
+  expect_false(exists("b", envir = e, inherits = FALSE))
+  expect_identical(res$names, "b")
+})
+
 # ---- mem_gc() -------------------------------------------------------------------
 
 test_that("mem_gc() reports before, after and freed", {
@@ -345,6 +473,23 @@ test_that("mem_gc() reports before, after and freed", {
   # Figures vary from run to run, and so do the column widths they set.
   scrub <- function(x) gsub(" +", " ", gsub(" *-?[0-9][0-9.]* ?[KMG]?i?B", " <n>", x))
   expect_snapshot(print(res), transform = scrub)
+})
+
+test_that("subsets of a mem_gc() result print what they have", {
+  res <- mem_gc()
+  out <- capture.output(print(res[c("what", "freed")]))
+  expect_identical(out[[1L]], "<mem_gc>")
+  expect_match(out[[2L]], "^ +freed$")
+  expect_false(any(grepl("NULL", out)))
+  out <- capture.output(print(res[res$what != "RSS", ]))
+  expect_length(out, 4L)
+  expect_false(any(grepl("RSS", out)))
+  # Without `what`, a plain data frame.
+  out <- capture.output(print(res[c("before", "after")]))
+  expect_false(any(grepl("NULL|<mem_gc>", out)))
+  expect_length(out, 4L)
+  scrub <- function(x) gsub(" +", " ", gsub(" *-?[0-9][0-9.]* ?[KMG]?i?B", " <n>", x))
+  expect_snapshot(print(res[c("what", "freed")]), transform = scrub)
 })
 
 test_that("mem_gc(trim = TRUE) adds the trim row", {
@@ -392,6 +537,27 @@ test_that("mem_dupes() finds copies, not shared vectors", {
   expect_equal(as.numeric(res$wasted), 2 * (48 + 8e4))
   expect_setequal(res$paths[[1L]], c("x$a", "x$b", "x$c", "x$e$f"))
   expect_snapshot(print(res))
+})
+
+test_that("subsets of a mem_dupes() result print", {
+  a <- runif(1e4)
+  x <- list(a = a, b = a + 0, c = a, d = runif(2e3), e = list(f = a + 0), g = 1:3e3 + 0L)
+  x$h <- x$g + 0L
+  res <- mem_dupes(x)
+  expect_equal(nrow(res), 2L)
+  for (cols in list(c("type", "copies"), "paths", c("type", "length", "size", "copies", "wasted"))) {
+    expect_no_error(out <- capture.output(print(res[cols])))
+    expect_false(any(grepl("<mem_dupes>", out, fixed = TRUE)))
+  }
+  # Rows filtered: the header adds up the rows shown.
+  out <- capture.output(print(res[res$type == "integer", ]))
+  expect_identical(out[[1L]], "<mem_dupes> 1 group of identical vectors, 11.8 KiB wasted")
+  expect_identical(capture.output(print(res[res$copies > 5, ])),
+                   "<mem_dupes> 0 groups of identical vectors, 0 B wasted")
+  expect_snapshot({
+    print(res[c("type", "copies")])
+    print(res[res$type == "integer", ])
+  })
 })
 
 test_that("mem_dupes() walks environments, attributes and closures without forcing", {

@@ -345,6 +345,39 @@ test_that("printed trees and type tables read well", {
   expect_output(print(mem_by_type(x)), "mem_by_type")
 })
 
+test_that("subsets of mem_tree() and mem_by_type() results print", {
+  x <- list(a = runif(1e3), b = letters, c = list(d = runif(10)))
+  tree <- mem_tree(x)
+  n <- nrow(tree)
+  whole <- format(tree$total[[1L]])
+  out <- capture.output(print(tree[tree$depth > 0, ]))
+  # The header gives the whole object's size, not the first row shown's.
+  expect_identical(out[[1L]], sprintf("<mem_tree> %d of %d components of %s", n - 1L, n, whole))
+  expect_identical(capture.output(print(tree))[[1L]], sprintf("<mem_tree> %s in %d components", whole, n))
+  out <- capture.output(print(tree[c("path", "total")]))
+  expect_false(any(grepl("<mem_tree>|NULL", out)))
+  expect_length(out, n + 1L)
+
+  types <- mem_by_type(x)
+  strings <- types[types$type %in% c("char", "character"), ]
+  out <- capture.output(print(strings))
+  expect_match(out[[1L]], sprintf("^<mem_by_type> %s in %d nodes$",
+                                  format(sum(strings$bytes)), sum(strings$count)))
+  expect_length(out, nrow(strings) + 1L)
+  out <- capture.output(print(types[c("type", "bytes")]))
+  expect_false(any(grepl("<mem_by_type>|NULL", out)))
+})
+
+test_that("plot() of a subset of a tree is a classed error, not a wrong picture", {
+  tree <- mem_tree(list(a = runif(1e3), b = letters, c = list(d = runif(10))))
+  grDevices::pdf(NULL)
+  withr::defer(grDevices::dev.off())
+  expect_error(plot(tree[tree$depth > 0, ]), class = "memkit_error_argument")
+  expect_error(plot(tree[tree$depth < 2, ]), class = "memkit_error_argument")
+  expect_error(plot(tree[c("path", "total")]), class = "memkit_error_argument")
+  expect_no_error(plot(tree[order(seq_len(nrow(tree))), ]))
+})
+
 test_that("plot() draws a tree", {
   path <- withr::local_tempfile(fileext = ".pdf")
   grDevices::pdf(path)
@@ -509,5 +542,16 @@ test_that("printed trees, type tables and error messages read well (snapshots)",
     mem_tree(1, max_depth = "a")
     mem_tree(1, min_bytes = NA)
     mem_tree(1, min_bytes = "lots")
+  })
+  sub <- mem_tree(list(a = runif(1e3), b = letters, c = list(d = runif(10))))
+  expect_snapshot({
+    print(sub[sub$depth > 0, ])
+    print(sub[c("path", "total")])
+  })
+  grDevices::pdf(NULL)
+  withr::defer(grDevices::dev.off())
+  expect_snapshot(error = TRUE, cnd_class = TRUE, {
+    plot(sub[sub$depth > 0, ])
+    plot(sub[c("path", "total")])
   })
 })

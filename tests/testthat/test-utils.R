@@ -58,3 +58,14 @@ test_that("resident memory follows a large touched allocation", {
   expect_gt(after - before, 0.9 * 4e8)
   rm(x)
 })
+
+test_that("element sizes, defined once, are what R stores for every vector type", {
+  types <- c("logical", "integer", "double", "complex", "raw", "character", "list")
+  # A long vector is a 48-byte header and its elements (memkit counts
+  # neither "" nor NULL, which R never frees).
+  for (type in types) {
+    expect_equal(as.numeric(mem_size(vector(type, 1e4))), 48 + 1e4 * elt_size(type),
+                 label = sprintf("mem_size(vector(\"%s\", 1e4))", type))
+  }
+  expect_identical(elt_size(c("raw", "double", "list")), c(1, 8, .Machine$sizeof.pointer))
+})
