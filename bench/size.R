@@ -93,7 +93,12 @@ res <- do.call(rbind, rows)
 # as memkitbase): the two alternate, 15 pairs per workload, and the ratio is
 # the median of the pairs' ratios.
 base <- NULL
-if (requireNamespace("memkitbase", quietly = TRUE)) {
+built_here <- function(pkg) {
+  b <- utils::packageDescription(pkg)$Built
+  !is.null(b) && grepl(paste0("R ", getRversion(), ";"), b, fixed = TRUE)
+}
+if (nzchar(system.file(package = "memkitbase")) && built_here("memkitbase") &&
+    requireNamespace("memkitbase", quietly = TRUE)) {
   base_commit <- readLines(system.file("COMMIT", package = "memkitbase"))
   base <- do.call(rbind, lapply(names(work), function(nm) {
     x <- work[[nm]]$x
@@ -108,8 +113,7 @@ if (requireNamespace("memkitbase", quietly = TRUE)) {
                memkit_s = stats::median(pairs[2L, ]),
                ratio = stats::median(pairs[2L, ] / pairs[1L, ]),
                same_size = isTRUE(all.equal(as.numeric(memkitbase::mem_size(x)),
-                                            as.numeric(mem_size(x)))),
-               stringsAsFactors = FALSE)
+                                            as.numeric(mem_size(x)))))
   }))
 }
 
@@ -130,8 +134,10 @@ commit <- tryCatch(system2("git", c("rev-parse", "--short", "HEAD"), stdout = TR
                    error = function(e) "unknown", warning = function(e) "unknown")
 script_hash <- substr(unname(tools::md5sum(file.path("bench", "size.R"))), 1L, 8L)
 
+# R-devel's figures go to a section of their own.
+devel <- grepl("devel", R.version$status, ignore.case = TRUE)
 md <- c(
-  "## Object sizes (`bench/size.R`)",
+  if (devel) "## Object sizes under R-devel (`bench/size.R`)" else "## Object sizes (`bench/size.R`)",
   "",
   sprintf("Machine: %s, %d cores, %s; %s. memkit %s (commit %s, bench/size.R %s), lobstr %s, run %s.",
           cpu, parallel::detectCores(), utils::sessionInfo()$running, R.version.string,
@@ -181,6 +187,7 @@ md <- c(
   )
 )
 dir.create(file.path("bench", "results"), showWarnings = FALSE, recursive = TRUE)
-writeLines(md, file.path("bench", "results", "size.md"))
-message("wrote bench/results/size.md")
+out <- file.path("bench", "results", if (devel) "size-r-devel.md" else "size.md")
+writeLines(md, out)
+message("wrote ", out)
 print(res[, c("workload", "memkit_s", "lobstr_s", "object.size_s", "vs_lobstr", "vs_object.size", "walk_bytes_per_node")])

@@ -9,7 +9,7 @@ cases$ffi_fm_create <- function() {
   path <- fm_tmp()
   tmp <- paste0(path, ".tmp")
   dn <- list(c("a", "b"), NULL)
-  x <- .Call(ns$ffi_fm_create, path, tmp, "integer", 2, 3, serialize(dn, NULL), dn)
+  x <- .Call(ns$ffi_fm_create, path, tmp, "integer", 2, 3, dn)
   stopifnot(is.matrix(x), identical(typeof(x), "integer"), identical(dim(x), c(2L, 3L)),
             identical(dimnames(x), dn), all(x == 0L))
   # The ALTREP methods: Duplicate (private copy and in-memory copy),
@@ -27,7 +27,7 @@ cases$ffi_fm_create <- function() {
   stopifnot(identical(r2[2, 2], c(b = 1L)), identical(r[2, 2], c(b = 0L)),
             identical(unserialize(serialize(r2, NULL))[, ], r2[, ]))
   unlink(path)
-  expect_mk_error(.Call(ns$ffi_fm_create, path, tmp, "complex", 2, 3, raw(), NULL), "type")
+  expect_mk_error(.Call(ns$ffi_fm_create, path, tmp, "complex", 2, 3, NULL), "type")
 }
 cases$ffi_fm_header <- function() {
   s <- fm_small()
