@@ -108,8 +108,7 @@ typedef struct {
   bindings bs;
 } retained_call;
 
-static void retained_cleanup(void *data, Rboolean jump) {
-  (void) jump;
+static void retained_cleanup(void *data) {
   retained_call *c = data;
   mk_walker_free(c->w);
   c->w = NULL;
@@ -173,8 +172,8 @@ SEXP ffi_retained_size(SEXP envir, SEXP names, SEXP roots) {
   c.envir = envir;
   c.syms = syms;
   c.roots = roots;
-  SEXP cont = PROTECT(R_MakeUnwindCont()); nprot++;
-  SEXP out = R_UnwindProtect(retained_body, &c, retained_cleanup, &c, cont);
+  /* The cleanup runs on every exit, a long jump included. */
+  SEXP out = R_ExecWithCleanup(retained_body, &c, retained_cleanup, &c);
   UNPROTECT(nprot);
   return out;
 }
@@ -276,8 +275,7 @@ typedef struct {
   double *set_bytes;     /* the bytes of the nodes each set shares */
 } ls_call;
 
-static void ls_cleanup(void *data, Rboolean jump) {
-  (void) jump;
+static void ls_cleanup(void *data) {
   ls_call *c = data;
   mk_walker_free(c->w);
   mk_walker_free(c->lw);
@@ -466,15 +464,12 @@ static SEXP ls_body(void *data) {
 SEXP ffi_retained_ls(SEXP envir, SEXP roots) {
   check_envir(envir);
   mk_robj_reset();
-  int nprot = 0;
   ls_call c;
   memset(&c, 0, sizeof c);
   c.envir = envir;
   c.roots = roots;
-  SEXP cont = PROTECT(R_MakeUnwindCont()); nprot++;
-  SEXP out = R_UnwindProtect(ls_body, &c, ls_cleanup, &c, cont);
-  UNPROTECT(nprot);
-  return out;
+  /* The cleanup runs on every exit, a long jump included. */
+  return R_ExecWithCleanup(ls_body, &c, ls_cleanup, &c);
 }
 
 /* ---- mem_dupes(): the vectors inside an object, with their paths ---------- */
