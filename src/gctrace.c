@@ -112,6 +112,12 @@ static struct {
   int adopted[8];
   int nadopted;
   int forked;           /* this process is a fork of the traced one */
+  /* The handle that owns the pipe and thread now, or NULL. A fork's child
+   * inherits its parent's handle as an R object but not what it owned: when
+   * that handle is closed or finalized there, it must not tear down a pipe
+   * the child opened since (they may share descriptor numbers). Compared,
+   * never dereferenced. */
+  SEXP owner;
 
   /* Main thread only. */
   int armed;
@@ -298,12 +304,13 @@ static void teardown(void) {
   stream_free();
   G.nadopted = 0;
   G.open = 0;
+  G.owner = NULL;
 }
 
 static void handle_finalize(SEXP handle) {
   if (R_ExternalPtrAddr(handle) == NULL) return;
   R_ClearExternalPtr(handle);
-  teardown();
+  if (handle == G.owner) teardown();
 }
 
 /* Set `flag` in the descriptor flags (F_GETFD/F_SETFD) or the status flags
@@ -352,6 +359,7 @@ static void atfork_child(void) {
   G.thread_started = 0;
   G.open = 0;
   G.forked = 1;
+  G.owner = NULL;
 }
 
 static void adopt_if_pipe(int fd, const struct stat *ref) {
@@ -456,6 +464,7 @@ SEXP ffi_gctrace_open(void) {
   if (rc != 0) open_failed(handle, rc, "pthread_create", "Can't start the GC report reader");
   G.thread_started = 1;
   G.open = 1;
+  G.owner = handle;
   INTEGER(fdattr)[0] = G.wfd;
   UNPROTECT(nprot);
   return handle;
@@ -467,9 +476,11 @@ SEXP ffi_gctrace_close(SEXP handle) {
   check_handle(handle);
   if (R_ExternalPtrAddr(handle) != NULL) {
     R_ClearExternalPtr(handle);
-    close_fd(&G.wfd);
-    if (G.open) drain();
-    teardown();
+    if (handle == G.owner) {
+      close_fd(&G.wfd);
+      if (G.open) drain();
+      teardown();
+    }
   }
   SEXP wr = R_ExternalPtrProtected(handle);
   if (TYPEOF(wr) == WEAKREFSXP) {

@@ -434,6 +434,31 @@ test_that("forked children (parallel::mclapply) do not disturb the trace", {
   expect_identical(session_state(), state)
 })
 
+test_that("forked workers trace while the parent traces (#13)", {
+  skip_if_not_linux()
+  skip_on_cran()
+  # Each worker opens a trace of its own inside the parent's. The parent's
+  # handle, inherited and then dropped in the worker, used to close the
+  # worker's new pipe when collected ("ignoring SIGPIPE signal").
+  res <- in_child(function() {
+    library(memkit)
+    tr <- gc_trace(parallel::mclapply(1:2, function(i) {
+      inner <- try(gc_trace({ x <- lapply(1:5e4, function(j) numeric(10)); gc(); length(x) }),
+                   silent = TRUE)
+      if (inherits(inner, "try-error")) return(as.character(inner))
+      c(inner$value, nrow(as.data.frame(inner)))
+    }, mc.cores = 2))
+    tr$value
+  })
+  expect_true(res$ok)
+  expect_length(res$value, 2L)
+  for (w in res$value) {
+    expect_type(w, "integer")
+    expect_identical(w[[1L]], 50000L)
+    expect_gte(w[[2L]], 1)
+  }
+})
+
 test_that("gc_trace_stop(id) stops that trace and the ones started after it", {
   state <- session_state()
   outer <- gc_trace_start()
