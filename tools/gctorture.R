@@ -24,6 +24,9 @@ if (length(missing)) {
   cat("entry points without a gctorture case:", missing, sep = "\n  ")
   quit(status = 1L)
 }
+# MEMKIT_GCT_ONLY, a regular expression, runs only the entry points it matches.
+only <- Sys.getenv("MEMKIT_GCT_ONLY", "")
+if (nzchar(only)) registered <- grep(only, registered, value = TRUE)
 step <- as.integer(Sys.getenv("MEMKIT_GCT_STEP", "1"))
 failed <- character()
 for (nm in registered) {
