@@ -78,6 +78,15 @@ mega <- 1048576
 #' the reports of its own collections, which the trace then counts from the
 #' gaps in R's numbering (`seen = FALSE`).
 #'
+#' @section Forked children:
+#' A trace records the collections of the process that started it. Children
+#' forked inside a trace (by [parallel::mclapply()]) are not traced; their
+#' message stream goes back to where it went before the trace, and a child
+#' may open traces of its own. A child prints R's report of its first
+#' collection to its standard error: it inherits `gcinfo(TRUE)`, and memkit
+#' can turn the reports off only at the child's first collection, after that
+#' report is printed (nothing of memkit's can run in a child before).
+#'
 #' @section Events:
 #' `as.data.frame()` gives one row per collection, in order: a data frame
 #' of class `gc_events` (its `print()` shows the first rows without the
