@@ -562,7 +562,8 @@ mem_dupes <- function(x, min_bytes = 1e4) {
 }
 
 # R code that reaches each node, from the walker's path records (src/walk.h:
-# a record per edge, with its parent record, kind, name and index).
+# a record per edge, with its parent record, kind, name and index). The edge
+# kinds 1 to 8 are mem_tree()'s, so tree_steps() turns each into R code.
 walk_paths <- function(found, ids, label) {
   vapply(ids, function(id) {
     steps <- integer(64L)
@@ -574,39 +575,18 @@ walk_paths <- function(found, ids, label) {
       id <- found$parent[[id]]
     }
     steps <- rev(steps[seq_len(n)])
-    # Each step wraps the path: pre before it, post after it.
-    pre <- character(n)
-    post <- character(n)
-    nexts <- 0L
+    kind <- found$kind[steps]
+    index <- found$index[steps]
+    # A pairlist's element (index 0) is reached through the cells before
+    # it (kind 11): its position is one more than their number.
+    cells <- 0
     for (j in seq_len(n)) {
-      s <- steps[[j]]
-      kind <- found$kind[[s]]
-      name <- found$name[[s]]
-      index <- found$index[[s]]
-      # Edge kinds (src/walk.h): 1 element, 2 attribute, 3 slot, 4 binding,
-      # 5 formals, 6 body, 7 environment, 8 parent, 11 next pairlist cell.
-      if (kind == 1L) {
-        post[[j]] <- if (!is.na(name)) paste0("$", r_name(name)) else
-          sprintf("[[%.0f]]", if (index > 0) index else nexts + 1)
-      } else if (kind == 2L) {
-        if (identical(name, ".Environment")) {
-          pre[[j]] <- "environment("
-          post[[j]] <- ")"
-        } else {
-          pre[[j]] <- "attr("
-          post[[j]] <- sprintf(", \"%s\")", name)
-        }
-      } else if (kind == 3L) {
-        post[[j]] <- paste0("@", r_name(name))
-      } else if (kind == 4L) {
-        post[[j]] <- paste0("$", r_name(name))
-      } else if (kind %in% 5:8) {
-        pre[[j]] <- c("formals(", "body(", "environment(", "parent.env(")[[kind - 4L]]
-        post[[j]] <- ")"
-      }
-      nexts <- if (kind == 11L) nexts + 1L else 0L
+      if (kind[[j]] == 1L && index[[j]] == 0) index[[j]] <- cells + 1
+      cells <- if (kind[[j]] == 11L) cells + 1 else 0
     }
-    paste0(paste(rev(pre), collapse = ""), label, paste(post, collapse = ""))
+    parent_type <- ifelse(kind == 1L & found$index[steps] > 0, "list", "pairlist")
+    st <- tree_steps(kind, found$name[steps], index, parent_type)
+    paste0(paste(rev(st$pre), collapse = ""), label, paste(st$post, collapse = ""))
   }, character(1))
 }
 
@@ -640,6 +620,3 @@ print.mem_dupes <- function(x, ...) {
   invisible(x)
 }
 
-r_name <- function(nm) {
-  if (make.names(nm) == nm) nm else paste0("`", gsub("`", "\\\\`", nm), "`")
-}
