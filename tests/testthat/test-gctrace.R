@@ -271,6 +271,15 @@ test_that("messages and warnings reach outer handlers once, in order", {
   # Interleaving with cat() output: in the snapshot block at the end.
 })
 
+# Run an R script in a fresh Rscript with this session's libraries: its exit
+# status and the lines it printed (standard error merged into standard output).
+run_rscript <- function(script) {
+  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
+                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
+                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  list(status = res$status, lines = strsplit(res$stdout, "\n")[[1L]])
+}
+
 test_that("text written straight to the message stream is kept in order (Rscript)", {
   skip_if_not_installed("processx")
   script <- withr::local_tempfile(fileext = ".R")
@@ -285,11 +294,9 @@ test_that("text written straight to the message stream is kept in order (Rscript
     "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start)",
     "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
   ), script)
-  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
-                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
-                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  res <- run_rscript(script)
   expect_identical(res$status, 0L)
-  lines <- strsplit(res$stdout, "\n")[[1L]]
+  lines <- res$lines
   expect_identical(lines, c(as.character(1:6), "ok 2 FALSE "))
 })
 
@@ -367,10 +374,6 @@ test_that("works in an interactive session (driven through tmux)", {
 
 test_that("print() and summary() are short", {
   tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
-  scrub <- function(x) {
-    x <- gsub("[0-9]+(\\.[0-9]+)? m?s\\b", "<time>", x)
-    gsub("[0-9]+(\\.[0-9]+)?", "#", x)
-  }
   s <- summary(tr)
   expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
   expect_identical(s$explicit, 1L)
@@ -596,11 +599,9 @@ test_that("gc_trace_start(): messages and errors arrive as they happen (Rscript,
     "stopifnot(nrow(as.data.frame(tr)) == tr$gc_end - tr$gc_start)",
     "cat('ok', sink.number(type = 'message'), gcinfo(FALSE), '\\n')"
   ), script)
-  res <- processx::run(file.path(R.home("bin"), "Rscript"), script,
-                       env = c("current", R_LIBS = paste(.libPaths(), collapse = ":")),
-                       stderr_to_stdout = TRUE, error_on_status = FALSE)
+  res <- run_rscript(script)
   expect_identical(res$status, 0L)
-  lines <- strsplit(res$stdout, "\n")[[1L]]
+  lines <- res$lines
   lines <- sub("^Error in try\\(stop\\(\"5\"\\)\\) : ", "", lines)
   expect_identical(lines, c(as.character(1:8), "ok 2 FALSE "))
 })

@@ -175,13 +175,6 @@ test_that("print() and summary() are short and name the figures", {
     mem_mark("work")
     x <- numeric(1e5)
   })
-  scrub <- function(x) {
-    x <- gsub("[0-9.]+ (B|KiB|MiB|GiB|ms|s)\\b", "<n>", x)
-    x <- gsub("[0-9]+ samples", "<k> samples", x)
-    x <- gsub("\\([0-9.]+%\\)", "(<pct>)", x)
-    x <- gsub("^(R heap:|Collections|Peak R heap) .*", "\\1 <gc>", x)
-    gsub("^Samples +[0-9]+", "Samples <k>", x)
-  }
   expect_output(print(p), "work")
   expect_output(print(summary(p)), "Peak resident")
   expect_output(print(mem_peak(NULL)), "[0-9]")
