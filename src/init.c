@@ -8,6 +8,7 @@
 
 #include "memkit.h"
 #include "fm.h"
+#include "walk.h"
 
 /* The detour through void (*)(void) is the portable way to say "any function"
  * and keeps -Wcast-function-type quiet. */
@@ -71,4 +72,10 @@ void attribute_visible R_init_memkit(DllInfo *dll) {
   /* file-backed matrices: the ALTREP classes must exist before anything is
    * unserialized. */
   fm_init_altrep(dll);
+}
+
+/* The walker's cached tables go back to the system with the package. */
+void attribute_visible R_unload_memkit(DllInfo *dll) {
+  (void) dll;
+  mk_walk_release();
 }

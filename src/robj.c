@@ -14,7 +14,7 @@
 #if MK_ROBJ_API_ONLY
 
 int mk_robj_has_attrs(SEXP x) {
-  return TYPEOF(x) != CHARSXP && ANY_ATTRIB(x);
+  return TYPEOF(x) != CHARSXP && mk_robj_has_attrs_t(x);
 }
 
 typedef struct { mk_attr_fn fn; void *data; int n; } attr_map;
@@ -52,7 +52,7 @@ SEXP mk_robj_attr(SEXP x, SEXP sym) {
 #else
 
 int mk_robj_has_attrs(SEXP x) {
-  return TYPEOF(x) != CHARSXP && ATTRIB(x) != R_NilValue;
+  return TYPEOF(x) != CHARSXP && mk_robj_has_attrs_t(x);
 }
 
 int mk_robj_attrs(SEXP x, mk_attr_fn fn, void *data) {
@@ -92,12 +92,7 @@ SEXP mk_robj_env_parent(SEXP x) { return ENCLOS(x); }
 /* ---- vectors ----------------------------------------------------------- */
 
 R_xlen_t mk_robj_capacity(SEXP x) {
-#if MK_ROBJ_API_ONLY
-  return R_isResizable(x) ? R_maxLength(x) : XLENGTH(x);
-#else
-  if (IS_GROWABLE(x) && TRUELENGTH(x) > XLENGTH(x)) return TRUELENGTH(x);
-  return XLENGTH(x);
-#endif
+  return mk_robj_capacity_len(x, XLENGTH(x));
 }
 
 /* ---- bindings ---------------------------------------------------------- */

@@ -57,6 +57,15 @@
 /* 1 if x has attributes (never for a CHARSXP, whose field R uses for its
  * string cache). */
 int mk_robj_has_attrs(SEXP x);
+/* The same for a node known not to be a CHARSXP: inline, for the walker's
+ * inner loop. */
+static inline int mk_robj_has_attrs_t(SEXP x) {
+#if MK_ROBJ_API_ONLY
+  return ANY_ATTRIB(x);
+#else
+  return ATTRIB(x) != R_NilValue;
+#endif
+}
 /* Calls fn(tag, value, data) for each attribute of x, in order; returns the
  * number of attributes (each one a 56-byte pairlist cell). */
 typedef void (*mk_attr_fn)(SEXP tag, SEXP value, void *data);
@@ -111,5 +120,17 @@ void mk_robj_promise(SEXP p, SEXP *expr, SEXP *value, SEXP *env);
 /* Capacity in elements: the length, or more for a growable vector that R
  * over-allocated on x[n + 1] <- v. */
 R_xlen_t mk_robj_capacity(SEXP x);
+/* The same given x's length: inline, for the walker's inner loop. */
+static inline R_xlen_t mk_robj_capacity_len(SEXP x, R_xlen_t len) {
+#if MK_ROBJ_API_ONLY
+  return R_isResizable(x) ? R_maxLength(x) : len;
+#else
+  if (IS_GROWABLE(x)) {
+    R_xlen_t tl = TRUELENGTH(x);
+    if (tl > len) return tl;
+  }
+  return len;
+#endif
+}
 
 #endif

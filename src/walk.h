@@ -95,6 +95,8 @@ static inline uint64_t mk_ptr_hash(SEXP x) {
 
 /* The error for a walk that ran out of memory (the walker's own buffers). */
 void mk_walk_oom(void) MK_NORETURN;
+/* Frees the tables walks keep for the next walk (at most 64 MiB). */
+void mk_walk_release(void);
 
 typedef struct mk_ptrset mk_ptrset;
 mk_ptrset *mk_ptrset_new(size_t hint);     /* NULL on allocation failure */
