@@ -250,8 +250,10 @@ print.mem_gc <- function(x, ...) {
 #' argument that was given no value reads `<missing>`.
 #'
 #' All retained sizes come from one walk of the session (see
-#' [mem_retained()] for the roots and what cannot be seen), plus one walk
-#' per binding over the memory reachable from it.
+#' [mem_retained()] for the roots and what cannot be seen) and one walk of
+#' the memory only the bindings reach; all the `size`s from one graph of what
+#' the bindings reach, so bindings that reach the same memory (closures
+#' that capture the environment holding them) do not walk it again.
 #'
 #' @section Shared memory:
 #' Two bindings share memory when some of the memory they hold is reachable
@@ -275,8 +277,10 @@ print.mem_gc <- function(x, ...) {
 #'   with. Attributes `bindings` (the names of all the bindings listed),
 #'   `total` (their combined size), `total_retained` (what removing every binding would
 #'   free, with its `cells`) and `walk`: the nodes marked as reachable from
-#'   elsewhere, the nodes reachable only from the bindings, and the bytes the
-#'   walk used.
+#'   elsewhere, the nodes reachable only from the bindings, the bytes the
+#'   walks used, the nodes of the sizes' graph (`sized`) and the steps its
+#'   queries took (`steps`, about one per binding where memory is shared in
+#'   the usual ways).
 #' @export
 #' @examples
 #' e <- new.env()
@@ -292,22 +296,19 @@ mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
   nms <- res[[1L]]
   kind <- res[[2L]]
   n <- length(nms)
-  cls <- character(n)
-  for (i in seq_len(n)) {
-    cls[[i]] <- switch(kind[[i]],
-      promise = "<promise>",
-      active = "<active>",
-      missing = "<missing>",
-      class(get(nms[[i]], envir = envir, inherits = FALSE))[[1L]]
-    )
-  }
+  cls <- c(promise = "<promise>", active = "<active>", missing = "<missing>")[kind]
+  val <- which(kind == "value")
+  # Values only: reading them forces no promise and calls no binding.
+  cls[val] <- vapply(mget(nms[val], envir = envir, inherits = FALSE),
+                     function(v) class(v)[[1L]], "", USE.NAMES = FALSE)
+  cls <- unname(cls)
   shares <- shares_of(res[[5L]], res[[7L]], nms, min_shared)
   ret <- res[[4L]]
   out <- data.frame(name = nms, class = cls, stringsAsFactors = FALSE)
   out$size <- new_mem_bytes(res[[3L]])
   out$retained <- new_mem_bytes(ret[, 3L])
   out$shares <- shares
-  ord <- order(-ret[, 3L], -res[[3L]], nms)
+  ord <- order(-ret[, 3L], -res[[3L]], nms, method = "radix")
   out <- out[ord, , drop = FALSE]
   rownames(out) <- NULL
   totals <- res[[6L]]
@@ -317,7 +318,8 @@ mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
     bindings = nms,
     total = new_mem_bytes(totals[[1L]]),
     total_retained = retained_bytes(totals[2:4]),
-    walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]])
+    walk = c(marked = totals[[5L]], walked = totals[[6L]], bytes = totals[[7L]],
+             sized = totals[[8L]], steps = totals[[9L]])
   )
 }
 

@@ -184,28 +184,40 @@ mem_tree <- function(x, max_depth = 4, min_bytes = 0) {
 # the parent's path (`attr(` p `, "names")`, `` p `$coef`).
 tree_steps <- function(kind, name, index, parent_type) {
   n <- length(kind)
-  has_name <- !is.na(name) & nzchar(name)
-  nm <- ifelse(has_name, name, "")
-  syntactic <- has_name & make.names(nm) == nm
-  quoted <- ifelse(has_name, encodeString(nm, quote = "\""), "")
-  in_list <- parent_type %in% c("list", "expression")
-  element <- ifelse(in_list & syntactic, paste0("$", nm),
-                    ifelse(in_list & has_name, paste0("[[", quoted, "]]"),
-                           paste0("[[", sprintf("%.0f", index), "]]")))
-  binding <- ifelse(syntactic, paste0("$", nm), paste0("[[", quoted, "]]"))
-  slot <- paste0("@", ifelse(syntactic, nm, paste0("`", nm, "`")))
-  is_env_attr <- kind == 2L & nm == ".Environment"
   pre <- rep("", n)
   post <- rep("", n)
-  fun <- c("formals(", "body(", "environment(", "parent.env(")
-  k <- kind %in% 5:8
-  pre[k] <- fun[kind[k] - 4L]
+  has_name <- !is.na(name) & nzchar(name)
+  # Each piece is built only for the rows of its kind: a tree of an
+  # environment with 1e5 bindings has 1e5 rows.
+  named <- which(has_name & kind >= 1L & kind <= 4L)
+  nm <- name[named]
+  syn <- make.names(nm) == nm
+  syntactic <- quoted_name <- rep(NA, n)
+  syntactic[named] <- syn
+  # Only names that are not syntactic are written quoted.
+  quoted_name[named[!syn]] <- encodeString(nm[!syn], quote = "\"")
+  k <- which(kind >= 5L & kind <= 8L)
+  pre[k] <- c("formals(", "body(", "environment(", "parent.env(")[kind[k] - 4L]
   post[k] <- ")"
-  pre[kind == 2L] <- ifelse(is_env_attr[kind == 2L], "environment(", "attr(")
-  post[kind == 2L] <- ifelse(is_env_attr[kind == 2L], ")", paste0(", ", quoted[kind == 2L], ")"))
-  post[kind == 1L] <- element[kind == 1L]
-  post[kind == 3L] <- slot[kind == 3L]
-  post[kind == 4L] <- binding[kind == 4L]
+  # Elements: by name in lists where the name is usable, else by index.
+  el <- which(kind == 1L)
+  in_list <- parent_type[el] %in% c("list", "expression")
+  by_name <- in_list & has_name[el]
+  post[el] <- paste0("[[", sprintf("%.0f", index[el]), "]]")
+  nel <- el[by_name]
+  post[nel] <- ifelse(syntactic[nel], paste0("$", name[nel]), paste0("[[", quoted_name[nel], "]]"))
+  # Attributes: attr(x, "name"), environment(x) for a formula's.
+  at <- which(kind == 2L)
+  env_attr <- has_name[at] & name[at] %in% ".Environment"
+  pre[at] <- ifelse(env_attr, "environment(", "attr(")
+  qa <- ifelse(syntactic[at] %in% TRUE, paste0("\"", name[at], "\""), quoted_name[at])
+  post[at] <- ifelse(env_attr, ")", paste0(", ", ifelse(has_name[at], qa, ""), ")"))
+  sl <- which(kind == 3L)
+  post[sl] <- paste0("@", ifelse(syntactic[sl] %in% TRUE, name[sl],
+                                 paste0("`", ifelse(has_name[sl], name[sl], ""), "`")))
+  bd <- which(kind == 4L)
+  post[bd] <- ifelse(syntactic[bd] %in% TRUE, paste0("$", name[bd]),
+                     paste0("[[", ifelse(has_name[bd], quoted_name[bd], ""), "]]"))
   list(pre = pre, post = post)
 }
 

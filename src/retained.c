@@ -21,6 +21,7 @@
 #include "memkit.h"
 #include "errors.h"
 #include "walk.h"
+#include "reach.h"
 #include "utils.h"
 
 /* ---- marking ------------------------------------------------------------ */
@@ -89,6 +90,19 @@ static const char *kind_name(int kind) {
 /* A promise the API hides is the binding's own node. */
 static int hidden_promise(const mk_binding *b) {
   return b->promise == NULL && (b->kind == MK_BIND_DELAYED || b->kind == MK_BIND_FORCED);
+}
+
+/* Where a walk from binding b starts (mk_walker_add_binding()'s nodes):
+ * its value or promise, or a hidden promise's code, environment and value. */
+static size_t binding_starts(const mk_binding *b, SEXP st[3]) {
+  if (hidden_promise(b)) {
+    st[0] = b->expr;
+    st[1] = b->env;
+    st[2] = b->value;
+    return 3;
+  }
+  st[0] = b->promise != NULL ? b->promise : b->value;
+  return 1;
 }
 
 static void check_envir(SEXP envir) {
@@ -265,7 +279,7 @@ typedef struct {
   SEXP envir, roots;
   mk_walker *w;          /* the marked set */
   mk_walker *lw;         /* the per-binding sharing walks */
-  mk_walker *sw;         /* the per-binding size walks */
+  mk_reach *reach;       /* every binding's own size */
   const mk_ptrset *marked;
   ptrmap map;
   setpool pool;
@@ -279,8 +293,9 @@ static void ls_cleanup(void *data) {
   ls_call *c = data;
   mk_walker_free(c->w);
   mk_walker_free(c->lw);
-  mk_walker_free(c->sw);
-  c->w = c->lw = c->sw = NULL;
+  mk_reach_free(c->reach);
+  c->reach = NULL;
+  c->w = c->lw = NULL;
   free(c->map.slots);
   free(c->pool.v);
   free(c->bs.v);
@@ -358,6 +373,21 @@ static SEXP ls_body(void *data) {
   mk_cost total_size = {0, 0, 0};
   mk_cost total_ret = {0, 0, 0};
 
+  /* Every binding's own size (as mem_size() gives it) from one graph of
+   * what they reach: walking each binding alone would walk an environment
+   * that all of them reach once per binding. */
+  c->reach = mk_reach_new();
+  if (c->reach == NULL) mk_walk_oom();
+  for (int i = 0; i < n; i++) {
+    SEXP st[3];
+    size_t ns = binding_starts(&c->bs.v[i], st);
+    for (size_t j = 0; j < ns; j++) {
+      if (mk_reach_start(c->reach, st[j]) != 0) mk_walk_oom();
+    }
+  }
+  if (mk_reach_build(c->reach) != 0) mk_walk_oom();
+  double hidden_cells = 0;
+
   for (int i = 0; i < n; i++) {
     const mk_binding *b = &c->bs.v[i];
     SET_STRING_ELT(names, i, PRINTNAME(b->sym));
@@ -376,21 +406,20 @@ static SEXP ls_body(void *data) {
     total_ret.bytes += own.bytes;
     /* Its own size, as mem_size() gives it. */
     mk_cost sc = {0, 0, 0};
-    mk_walker_free(c->sw);
-    c->sw = mk_walker_new(0);
-    if (c->sw == NULL || mk_walker_add_binding(c->sw, b, &sc) != 0) mk_walk_oom();
+    SEXP st[3];
+    size_t ns = binding_starts(b, st);
+    if (mk_reach_query(c->reach, st, ns, &sc, NULL) != 0) mk_walk_oom();
+    if (hidden_promise(b)) {
+      sc.bytes += mk_cell_cost.bytes;
+      hidden_cells++;
+    }
     REAL(size)[i] = sc.bytes;
     c->walk = i;
     mk_cost ignored = {0, 0, 0};
     if (mk_walker_add_binding(c->lw, b, &ignored) != 0) mk_walk_oom();
   }
-  /* The combined size of all bindings, shared memory once. */
-  mk_walker_free(c->sw);
-  c->sw = mk_walker_new(0);
-  if (c->sw == NULL) mk_walk_oom();
-  for (int i = 0; i < n; i++) {
-    if (mk_walker_add_binding(c->sw, &c->bs.v[i], &total_size) != 0) mk_walk_oom();
-  }
+  /* The combined size of all bindings, shared memory once: the whole graph. */
+  total_size.bytes = mk_reach_graph_bytes(c->reach) + hidden_cells * mk_cell_cost.bytes;
 
   /* Sum retained costs; note which shared sets occur. */
   c->used = calloc(c->pool.n ? c->pool.n : 1, sizeof(int));
@@ -436,7 +465,7 @@ static SEXP ls_body(void *data) {
     for (int t = (int) s; t != 0; t = c->pool.v[t].parent) mm[--len] = c->pool.v[t].last + 1;
   }
 
-  SEXP totals = PROTECT(Rf_allocVector(REALSXP, 7)); nprot++;
+  SEXP totals = PROTECT(Rf_allocVector(REALSXP, 9)); nprot++;
   REAL(totals)[0] = total_size.bytes;
   REAL(totals)[1] = total_ret.ncells;
   REAL(totals)[2] = total_ret.vcells;
@@ -444,7 +473,10 @@ static SEXP ls_body(void *data) {
   REAL(totals)[4] = marked;
   REAL(totals)[5] = (double) c->map.n;
   REAL(totals)[6] = (double) (mk_walker_bytes(c->w) + mk_walker_bytes(c->lw) +
-                              c->map.cap * sizeof(map_slot) + c->pool.cap * sizeof(setnode));
+                              c->map.cap * sizeof(map_slot) + c->pool.cap * sizeof(setnode)) +
+    mk_reach_bytes(c->reach);
+  REAL(totals)[7] = mk_reach_nodes(c->reach);
+  REAL(totals)[8] = mk_reach_steps(c->reach);
 
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
   SET_VECTOR_ELT(out, 0, names);

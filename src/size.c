@@ -9,6 +9,7 @@
 #include "memkit.h"
 #include "errors.h"
 #include "walk.h"
+#include "reach.h"
 #include "utils.h"
 
 /* ---- entry points: mem_size(), mem_sizes(), mem_cells() ----------------- */
@@ -36,11 +37,7 @@ static SEXP sizes_body(void *data) {
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (R_xlen_t i = 0; i < n; i++) {
       mk_cost cost = {0, 0, 0};
-      if (i > 0) {
-        mk_walker_free(c->w);
-        c->w = mk_walker_new(0);
-        if (c->w == NULL) mk_walk_oom();
-      }
+      if (i > 0 && mk_walker_clear(c->w, 0) != 0) mk_walk_oom();
       if (mk_walker_add(c->w, VECTOR_ELT(c->objs, i), &cost) != 0) mk_walk_oom();
       REAL(out)[i] = cost.bytes;
     }
@@ -129,8 +126,8 @@ typedef struct {
   SEXP x;
   int max_depth;
   double min_bytes;
-  mk_walker *w, *whole;
-  mk_ptrset *dups;
+  mk_walker *w;
+  mk_reach *reach;            /* components' totals */
   trow *rows;
   size_t nrows, cap;
   tchildren kids, rowkids;
@@ -247,51 +244,33 @@ static void component_children(SEXP x, tchildren *k) {
 static void tree_cleanup(void *data) {
   tree_call *c = data;
   mk_walker_free(c->w);
-  mk_walker_free(c->whole);
-  mk_ptrset_free(c->dups);
+  mk_reach_free(c->reach);
   free(c->rows);
   free(c->kids.v);
   free(c->rowkids.v);
   free(c->order);
-  c->w = c->whole = NULL;
-  c->dups = NULL;
+  c->w = NULL;
+  c->reach = NULL;
   c->rows = NULL;
   c->kids.v = NULL;
   c->rowkids.v = NULL;
   c->order = NULL;
 }
 
-typedef struct { mk_ptrset *dups; int shared; } shared_hook_data;
-
-static void shared_hook(void *data, SEXP x, int type, const mk_cost *cost) {
-  shared_hook_data *d = data;
-  (void) cost;
-  (void) type;
-  if (x != NULL && !d->shared && mk_ptrset_has(d->dups, x)) d->shared = 1;
-}
-
-/* Total of x alone, and whether any of it is reached more than once in the
- * whole object. */
+/* Total of x alone (what mem_size(x) gives), and whether any of it is
+ * reached more than once in the whole object: one query of the graph of
+ * the whole object, not a walk of x's. */
 static void component_total(tree_call *c, SEXP x, mk_cost *tot, int *shared) {
-  mk_walker_free(c->w);
-  c->w = mk_walker_new(0);
-  if (c->w == NULL) mk_walk_oom();
-  shared_hook_data d = {c->dups, 0};
-  mk_walk_opts o = {0};
-  o.hook = shared_hook;
-  o.hook_data = &d;
-  mk_walker_set(c->w, &o);
   *tot = (mk_cost) {0, 0, 0};
-  if (mk_walker_add(c->w, x, tot) != 0) mk_walk_oom();
-  *shared = d.shared;
+  if (mk_reach_query(c->reach, &x, 1, tot, shared) != 0) mk_walk_oom();
 }
 
 /* Self: x and what only x holds, its component children excluded. */
 static double component_self(tree_call *c, SEXP x) {
   component_children(x, &c->kids);
   if (c->kids.oom) mk_walk_oom();
-  mk_walker_free(c->w);
-  c->w = mk_walker_new(c->kids.n);
+  if (c->w == NULL) c->w = mk_walker_new(c->kids.n);
+  else if (mk_walker_clear(c->w, c->kids.n) != 0) mk_walk_oom();
   if (c->w == NULL) mk_walk_oom();
   for (size_t i = 0; i < c->kids.n; i++) {
     if (c->kids.v[i].node != x && mk_ptrset_add(mk_walker_seen(c->w), c->kids.v[i].node) < 0) mk_walk_oom();
@@ -328,16 +307,10 @@ static int by_total(const void *a, const void *b) {
 static SEXP tree_body(void *data) {
   tree_call *c = data;
   int nprot = 0;
-  c->dups = mk_ptrset_new(0);
-  c->whole = mk_walker_new(0);
-  if (c->dups == NULL || c->whole == NULL) mk_walk_oom();
-  mk_walk_opts o = {0};
-  o.dups = c->dups;
-  mk_walker_set(c->whole, &o);
-  mk_cost whole = {0, 0, 0};
-  if (mk_walker_add(c->whole, c->x, &whole) != 0) mk_walk_oom();
-  mk_walker_free(c->whole);
-  c->whole = NULL;
+  /* One graph of the whole object answers every component's total. */
+  c->reach = mk_reach_new();
+  if (c->reach == NULL || mk_reach_start(c->reach, c->x) != 0 || mk_reach_build(c->reach) != 0)
+    mk_walk_oom();
 
   if (!mk_is_global(c->x)) {
     int shared;

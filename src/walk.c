@@ -298,7 +298,7 @@ void mk_node_edges(SEXP x, const mk_edge_opts *opts, mk_edge_fn fn, void *data, 
     if (opts == NULL || !opts->elements) break;
     R_xlen_t n = XLENGTH(x);
     const SEXP *p = (const SEXP *) DATAPTR_RO(x);
-    SEXP names = t == STRSXP ? R_NilValue : mk_robj_attr(x, R_NamesSymbol);
+    SEXP names = (t == STRSXP || opts->elements == 2) ? R_NilValue : mk_robj_attr(x, R_NamesSymbol);
     /* A deferred string's elements would be created by reading them. */
     int use = TYPEOF(names) == STRSXP && !ALTREP(names) && XLENGTH(names) == n;
     mk_ptrset *dup = use ? duplicated_names(names) : NULL;
@@ -543,6 +543,7 @@ struct mk_walker {
   /* Strings seen lately, direct-mapped: a character column repeats a few
    * strings millions of times, and this check is cheaper than the set's. */
   SEXP recent[RECENT_SIZE];
+  int recent_used;
   frame *stack;
   size_t cap, depth, peak;
   uint64_t nodes;
@@ -582,6 +583,20 @@ void mk_walker_set(mk_walker *w, const mk_walk_opts *opts) {
 }
 
 mk_ptrset *mk_walker_seen(mk_walker *w) { return w->seen; }
+
+int mk_walker_clear(mk_walker *w, size_t hint) {
+  mk_ptrset *s = mk_ptrset_new(hint);
+  if (s == NULL) return -1;
+  mk_ptrset_free(w->seen);
+  w->seen = s;
+  if (w->recent_used) {
+    memset(w->recent, 0, sizeof w->recent);
+    w->recent_used = 0;
+  }
+  w->nodes = 0;
+  w->depth = 0;
+  return 0;
+}
 double mk_walker_nodes(const mk_walker *w) { return (double) w->nodes; }
 size_t mk_walker_peak(const mk_walker *w) { return w->peak; }
 int mk_walker_path(const mk_walker *w) { return w->cur_path; }
@@ -778,6 +793,7 @@ static int walk_elements(mk_walker *w, frame *f) {
       /* The cache stands for the set: not with a custom enter(), which
        * may let a string in again on a later walk. */
       if (!w->o.enter) {
+        w->recent_used = 1;
         SEXP *r = &w->recent[((uintptr_t) s >> 4) & (RECENT_SIZE - 1)];
         if (*r == s) continue;
         *r = s;

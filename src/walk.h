@@ -74,7 +74,7 @@ typedef void (*mk_edge_fn)(const mk_edge *e, void *data);
  * binding cells and hash table, attribute cells, promises the API hides.
  * `elements`: 0 leaves out the elements of lists and character vectors (the
  * walker reads those itself); names of list elements are given only when
- * they are unique, non-empty and not NA. `skip`, if given, drops bindings of
+ * they are unique, non-empty and not NA; 2 gives elements without names. `skip`, if given, drops bindings of
  * environment `skip_env` for which skip(sym, data) is 1 (their cells too). */
 typedef int (*mk_skip_fn)(SEXP sym, void *data);
 typedef struct {
@@ -138,6 +138,10 @@ void mk_walker_set(mk_walker *w, const mk_walk_opts *opts);
 /* The set of nodes seen. Adding nodes before a walk excludes them (and what
  * is reachable only through them). */
 mk_ptrset *mk_walker_seen(mk_walker *w);
+/* Forgets every node seen (a fresh set sized for `hint` nodes), keeping
+ * options and buffers: many small walks without a new walker each. 0, or
+ * -1 when out of memory. */
+int mk_walker_clear(mk_walker *w, size_t hint);
 /* Walks from x, adding to *out the cost of every node not yet seen (and not
  * global, unless follow_globals), and marks them seen. 0, or -1 when out of
  * memory. */

@@ -581,6 +581,60 @@ test_that("mem_dupes() survives a list nested 3e5 deep", {
 
 # Printed output and error messages, in one block: snapshots skip on CRAN,
 # and a skip ends its block, so the checks above stay out of it.
+# Closures that capture the environment holding them all (an R6 object, a
+# Shiny module): every binding reaches the whole environment.
+closure_env <- function(n) {
+  e <- new.env()
+  for (i in seq_len(n)) {
+    f <- function() NULL
+    environment(f) <- e
+    assign(sprintf("f%05d", i), f, envir = e)
+  }
+  e
+}
+
+test_that("mem_ls() sizes every binding from one graph: work grows linearly", {
+  small <- attr(mem_ls(closure_env(200)), "walk")
+  big <- attr(mem_ls(closure_env(2000)), "walk")
+  # The graph holds each node once; queries take about one step a binding
+  # (a walk per binding would take n steps each: n^2 in all).
+  expect_lte(big[["sized"]], 10.5 * small[["sized"]])
+  expect_lte(big[["steps"]], 10.5 * small[["steps"]])
+  expect_lte(big[["steps"]], 2 * 2000)
+  e <- closure_env(300)
+  res <- mem_ls(e)
+  expect_equal(as.numeric(res$size), rep(as.numeric(mem_size(e$f00001)), 300))
+})
+
+test_that("mem_ls() sizes match mem_size() on graphs with shared parts and cycles", {
+  set.seed(11)
+  for (trial in 1:15) {
+    pool <- list(runif(50), 1:10, letters, list(1, "a"))
+    envs <- replicate(4, new.env(parent = emptyenv()), simplify = FALSE)
+    for (k in 1:25) {
+      obj <- switch(sample(6, 1),
+        runif(sample(30, 1)),
+        pool[[sample(length(pool), 1)]],
+        list(pool[[sample(length(pool), 1)]], pool[[sample(length(pool), 1)]]),
+        envs[[sample(4, 1)]],
+        local({
+          f <- function() NULL
+          environment(f) <- envs[[sample(4, 1)]]
+          f
+        }),
+        structure(list(envs[[sample(4, 1)]]), class = "memkit_test"))
+      pool[[length(pool) + 1L]] <- obj
+      assign(paste0("b", k), obj, envir = envs[[sample(4, 1)]])
+    }
+    e <- envs[[1]]
+    res <- mem_ls(e)
+    want <- vapply(res$name, function(nm) as.numeric(mem_size(get(nm, envir = e))), 0)
+    expect_equal(as.numeric(res$size), unname(want))
+    expect_equal(as.numeric(attr(res, "total")),
+                 as.numeric(do.call(mem_size, mget(res$name, envir = e))))
+  }
+})
+
 test_that("printed output and error messages read well (snapshots)", {
   e <- new.env()
   e$a <- 1

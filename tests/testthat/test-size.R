@@ -529,6 +529,49 @@ test_that("an unboxed loop variable is boxed by the first measurement and counte
 
 # Printed output and error messages, in one block: snapshots skip on CRAN,
 # and a skip ends its block, so the checks above stay out of it.
+test_that("mem_tree() totals are each component's mem_size(), cycles and sharing included", {
+  set.seed(12)
+  for (trial in 1:10) {
+    envs <- replicate(3, new.env(parent = emptyenv()), simplify = FALSE)
+    shared <- runif(100)
+    for (k in 1:20) {
+      obj <- switch(sample(4, 1),
+        runif(sample(40, 1)),
+        list(shared, runif(3)),
+        envs[[sample(3, 1)]],
+        local({
+          f <- function() NULL
+          environment(f) <- envs[[sample(3, 1)]]
+          f
+        }))
+      assign(paste0("b", k), obj, envir = envs[[sample(3, 1)]])
+    }
+    x <- list(a = envs[[1]], b = envs[[2]], c = list(shared, envs[[3]]))
+    tree <- mem_tree(x, max_depth = 2)
+    expect_equal(as.numeric(tree$total[[1]]), as.numeric(mem_size(x)))
+    for (j in which(tree$depth >= 1)) {
+      part <- eval(parse(text = tree$path[[j]]))
+      expect_equal(as.numeric(tree$total[[j]]), as.numeric(mem_size(part)), label = tree$path[[j]])
+    }
+  }
+})
+
+test_that("mem_tree() of an environment of closures that capture it is not quadratic", {
+  e <- new.env()
+  for (i in 1:3000) {
+    f <- function() NULL
+    environment(f) <- e
+    assign(sprintf("f%04d", i), f, envir = e)
+  }
+  parent.env(e) <- globalenv()
+  tree <- mem_tree(e, max_depth = 1)
+  fs <- grepl("^e\\$f[0-9]{4}$", tree$path)
+  expect_equal(sum(fs), 3000L)
+  # Each closure reaches all of e: the same total as e, shared.
+  expect_true(all(tree$total[fs] == tree$total[[1]]))
+  expect_true(all(tree$shared[fs]))
+})
+
 test_that("printed trees, type tables and error messages read well (snapshots)", {
   withr::local_options(width = 80)
   x <- list(a = c(1, 2, 3), b = list(c = "memkit"), f = quote(g(x)))
