@@ -7,3 +7,19 @@ median_ci <- function(x) {
   k <- max(1L, as.integer(stats::qbinom(0.025, n, 0.5)))
   sort(x)[c(k, n + 1L - k)]
 }
+
+# The line under each section's heading that says where its figures came
+# from: the commit measured (and whether the tree had uncommitted changes,
+# bench/ itself aside) and the script that measured them, by hash. Run from
+# the package root.
+bench_stamp <- function(script) {
+  git <- function(...) tryCatch(suppressWarnings(system2("git", c(...), stdout = TRUE, stderr = FALSE)),
+                                error = function(e) character())
+  commit <- git("rev-parse", "--short", "HEAD")
+  if (!length(commit)) commit <- "unknown"
+  dirty <- git("status", "--porcelain", "--", ".", ":(exclude)bench")
+  hash <- substr(unname(tools::md5sum(script)), 1L, 12L)
+  sprintf("Stamp: commit `%s`%s; script `%s` (md5 `%s`); run %s.", commit,
+          if (length(dirty)) " with uncommitted changes" else "", script, hash,
+          format(Sys.time(), "%Y-%m-%d %H:%M %Z"))
+}

@@ -157,6 +157,8 @@ cpu_model <- tryCatch({
 out <- c(
   "## GC tracing (`gc_trace()`)",
   "",
+  bench_stamp(file.path("bench", "gctrace.R")),
+  "",
   sprintf("Machine: %s, %d cores, %s; %s. memkit %s%s.",
           cpu_model, parallel::detectCores(), si$running, R.version.string,
           utils::packageVersion("memkit"),

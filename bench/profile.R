@@ -36,6 +36,8 @@ cpu <- tryCatch({
 ver <- function(p) if (has(p)) as.character(utils::packageVersion(p)) else "not installed"
 say("## Profiling: mem_profile(), mem_peak(), mem_leaks()")
 say("")
+say(bench_stamp(file.path("bench", "profile.R")))
+say("")
 say(sprintf("Machine: %s, %s; %s. memkit %s, peakRAM %s, bench %s. %s.",
             cpu, si$running, R.version.string, ver("memkit"), ver("peakRAM"), ver("bench"),
             format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC")))

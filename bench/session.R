@@ -4,6 +4,7 @@
 #   flock /tmp/memkit-bench.lock Rscript bench/session.R
 .libPaths(c(file.path("bench", "lib"), .libPaths()))
 suppressPackageStartupMessages(library(memkit))
+source(file.path("bench", "common.R"))
 
 pkgs <- c("Matrix", "MASS", "lattice", "nlme", "mgcv", "survival", "boot", "cluster",
           "rpart", "nnet", "tibble", "shiny", "knitr", "rmarkdown", "stringr", "purrr",
@@ -69,6 +70,8 @@ ver <- function(p) as.character(utils::packageVersion(p))
 printed <- utils::capture.output(print(utils::head(res, 8)))
 out <- c(
   "## session: mem_ls() of a large session",
+  "",
+  bench_stamp(file.path("bench", "session.R")),
   "",
   sprintf("Machine: %s, %d cores, %.0f GiB RAM (shared); %s; %s.", cpu, parallel::detectCores(),
           as.numeric(system("awk '/MemTotal/ {print $2}' /proc/meminfo", intern = TRUE)) / 2^20,
