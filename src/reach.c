@@ -199,6 +199,34 @@ static void graph_edge(const mk_edge *e, void *data) {
   r->edges[r->ne++] = id;
 }
 
+/* A character vector's strings: a column of 1e7 repeats a few strings, so
+ * a small direct-mapped cache (string -> node) stands before the map. */
+#define STR_CACHE 4096
+static int string_edges(mk_reach *r, SEXP x, edge_ctx *c) {
+  R_xlen_t n = XLENGTH(x);
+  const SEXP *p = (const SEXP *) DATAPTR_RO(x);
+  SEXP keys[STR_CACHE];
+  int32_t ids[STR_CACHE];
+  memset(keys, 0, sizeof keys);
+  SEXP prev = NULL;
+  for (R_xlen_t i = 0; i < n; i++) {
+    SEXP s = p[i];
+    /* NULL in a deferred string's cache: not expanded yet. */
+    if (s == NULL || s == prev) continue;
+    prev = s;
+    size_t k = ((uintptr_t) s >> 4) & (STR_CACHE - 1);
+    if (keys[k] == s && r->mark[ids[k]] == c->from) continue;
+    mk_edge e = {s, MK_EDGE_ELEMENT, NULL, (double) i + 1, 0};
+    size_t ne = r->ne;
+    graph_edge(&e, c);
+    if (c->oom) return -1;
+    if (s == R_NilValue || mk_is_global(s)) continue;
+    keys[k] = s;
+    ids[k] = r->ne > ne ? r->edges[r->ne - 1] : node_of(r, s);
+  }
+  return 0;
+}
+
 static int build_graph(mk_reach *r) {
   if (r->capv == 0 && grow_nodes(r) != 0) return -1;
   for (size_t i = 0; i < r->nstarts; i++) {
@@ -214,6 +242,10 @@ static int build_graph(mk_reach *r) {
     SEXP x = r->key[v];
     edge_ctx c = {r, (int32_t) v, 0};
     mk_cost owned = {0, 0, 0};
+    if (TYPEOF(x) == STRSXP && !ALTREP(x) && XLENGTH(x) > 256 && !mk_robj_has_attrs_t(x)) {
+      if (string_edges(r, x, &c) != 0) return -1;
+      continue;
+    }
     mk_node_edges(x, &eo, graph_edge, &c, &owned);
     if (c.oom) return -1;
     r->bytes[v] += owned.bytes;

@@ -543,6 +543,8 @@ struct mk_walker {
   /* Strings seen lately, direct-mapped: a character column repeats a few
    * strings millions of times, and this check is cheaper than the set's. */
   SEXP recent[RECENT_SIZE];
+  uint32_t recent_walk[RECENT_SIZE];   /* with a custom enter(): whose entry */
+  uint32_t walks;                      /* walks started, numbered from 1 */
   int recent_used;
   frame *stack;
   size_t cap, depth, peak;
@@ -591,6 +593,7 @@ int mk_walker_clear(mk_walker *w, size_t hint) {
   w->seen = s;
   if (w->recent_used) {
     memset(w->recent, 0, sizeof w->recent);
+    memset(w->recent_walk, 0, sizeof w->recent_walk);
     w->recent_used = 0;
   }
   w->nodes = 0;
@@ -790,13 +793,19 @@ static int walk_elements(mk_walker *w, frame *f) {
       SEXP s = p[i];
       if (s == NULL || s == prev) continue;
       prev = s;
-      /* The cache stands for the set: not with a custom enter(), which
-       * may let a string in again on a later walk. */
+      /* The cache stands for the set. A custom enter() may let a string
+       * in again on a later walk, so there it holds for this walk only:
+       * its entries carry the walk's number. */
+      size_t slot = ((uintptr_t) s >> 4) & (RECENT_SIZE - 1);
+      SEXP *r = &w->recent[slot];
+      w->recent_used = 1;
       if (!w->o.enter) {
-        w->recent_used = 1;
-        SEXP *r = &w->recent[((uintptr_t) s >> 4) & (RECENT_SIZE - 1)];
         if (*r == s) continue;
         *r = s;
+      } else {
+        if (*r == s && w->recent_walk[slot] == w->walks) continue;
+        *r = s;
+        w->recent_walk[slot] = w->walks;
       }
       if (visit(w, s) < 0) return -1;
     }
@@ -863,6 +872,11 @@ static int walk_elements(mk_walker *w, frame *f) {
 }
 
 static int walk(mk_walker *w, SEXP root, mk_cost *out) {
+  if (++w->walks == 0) {
+    /* Numbers wrapped around: no entry may look current. */
+    memset(w->recent_walk, 0, sizeof w->recent_walk);
+    w->walks = 1;
+  }
   w->out = out;
   w->oom = 0;
   w->parent_path = -1;
