@@ -192,9 +192,9 @@ print.mem_leaks <- function(x, ...) {
                 what, format(x$bytes_per_call), x$n, x$warmup))
   }
   f <- x$fits
-  cat(sprintf("  %-9s %s per call (95%%: %s to %s), p = %s\n",
-              c("R heap", "resident"), format(f$slope), format(f$lower), format(f$upper),
-              format.pval(f$p_value, digits = 2, eps = 1e-4)), sep = "")
+  cat(sprintf("  %s %s per call (95%%: %s to %s), p = %s\n",
+              pad_text(c("R heap", "resident"), 9L), format(f$slope), format(f$lower),
+              format(f$upper), format.pval(f$p_value, digits = 2, eps = 1e-4)), sep = "")
   cat(sprintf("Confidence: %.0f%% of pairs of runs agree\n", 100 * x$confidence))
   cat(x$advice, sep = "\n")
   invisible(x)

@@ -302,7 +302,7 @@ print.summary_mem_profile <- function(x, ...) {
     "Time in GC" = sprintf("%s (%.1f%%)", format_secs(x$gc_time), x$gc_percent),
     "Samples" = format(x$samples)
   )
-  cat(paste0(format(names(rows)), "  ", rows), sep = "\n")
+  cat(paste0(pad_text(names(rows)), "  ", rows), sep = "\n")
   invisible(x)
 }
 
