@@ -23,7 +23,14 @@
 #' @useDynLib memkit, .registration = TRUE
 "_PACKAGE"
 
+.onLoad <- function(libname, pkgname) {
+  # Methods for vctrs' and pillar's generics, when those packages load
+  # (R/bytes-compat.R).
+  register_bytes_methods()
+}
+
 # Process-wide state each family must release before the library goes.
 .onUnload <- function(libpath) {
+  unregister_bytes_hooks()
   gctrace_unload()
 }
