@@ -73,7 +73,7 @@ summary.gc_trace <- function(object, ...) {
     trigger_start = object$trigger_start,
     trigger_end = object$trigger_end,
     top_calls = utils::head(top, 10L)
-  ), class = "summary.gc_trace")
+  ), class = "summary_gc_trace")
 }
 
 # Estimated triggers jitter with R's rounding: count moves of more than 2%.
@@ -84,7 +84,7 @@ count_changes <- function(x) {
 }
 
 #' @export
-print.summary.gc_trace <- function(x, ...) {
+print.summary_gc_trace <- function(x, ...) {
   cat(sprintf("%d collections in %s; %s in GC (%s)\n", x$collections,
               format_secs(x$elapsed), format_secs(x$gc_time), format_pct(x$gc_share)))
   cat(sprintf("By level: 0: %d, 1: %d, 2: %d; explicit gc(): %d; known only from R's numbering: %d\n",

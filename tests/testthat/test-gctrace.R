@@ -375,6 +375,7 @@ test_that("works in an interactive session (driven through tmux)", {
 test_that("print() and summary() are short", {
   tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
   s <- summary(tr)
+  expect_s3_class(s, "summary_gc_trace", exact = TRUE)
   expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
   expect_identical(s$explicit, 1L)
   expect_identical(sum(s$top_calls$collections), nrow(as.data.frame(tr)))
