@@ -7,30 +7,53 @@
 #                                    # rendering of README.Rmd as it is now
 #
 # tools/readme.sh installs memkit from the checkout first and then renders.
-# The rendering records README.Rmd's MD5 sum in README.md's "generated from"
-# line; the check compares that with README.Rmd's sum, so a README.Rmd edited
-# since its last rendering, a README.md edited by hand and a README.md from
-# before README.Rmd existed all fail, with the command that fixes them.
+# The rendering records README.Rmd's MD5 sum, README.md's own (without that
+# line) and one of memkit's code in README.md's "generated from" line; the
+# check recomputes them, so a README.Rmd edited since its last rendering, a
+# README.md edited by hand and a README.md from before README.Rmd existed all
+# fail, with the command that fixes them. Code changed since the rendering is
+# reported as a note.
 args <- commandArgs(trailingOnly = TRUE)
 root <- normalizePath(Sys.getenv("MK_ROOT", "."))
 rmd <- file.path(root, "README.Rmd")
 md <- file.path(root, "README.md")
-stamp_re <- "^<!-- README.md is generated from README.Rmd \\(md5 ([0-9a-f]{32})\\)"
-stamp_line <- function(sum) {
-  sprintf(paste0("<!-- README.md is generated from README.Rmd (md5 %s): edit README.Rmd, ",
-                 "then run `bash tools/readme.sh`. -->"), sum)
+stamp_re <- paste0("^<!-- README.md is generated from README.Rmd \\(md5 ([0-9a-f]{32})\\); ",
+                   "this file's md5 ([0-9a-f]{32}), memkit's code ([0-9a-f]{32})")
+stamp_line <- function(rmd_sum, md_sum, code_sum) {
+  sprintf(paste0("<!-- README.md is generated from README.Rmd (md5 %s); this file's md5 %s, ",
+                 "memkit's code %s (R/, src/). Edit README.Rmd, then run `bash tools/readme.sh`. -->"),
+          rmd_sum, md_sum, code_sum)
+}
+md5_text <- function(lines) {
+  f <- tempfile()
+  on.exit(unlink(f))
+  writeLines(lines, f, useBytes = TRUE)
+  unname(tools::md5sum(f))
+}
+# README.md's own sum leaves out the line that holds it.
+md_sum <- function(lines) md5_text(lines[!grepl("^<!-- README.md is generated from README.Rmd", lines)])
+code_sum <- function() {
+  files <- sort(list.files(file.path(root, c("R", "src")), pattern = "[.](R|c|h)$", full.names = TRUE))
+  md5_text(unname(tools::md5sum(files)))
 }
 rmd_sum <- unname(tools::md5sum(rmd))
 
 if ("--check" %in% args) {
   lines <- if (file.exists(md)) readLines(md, warn = FALSE) else character()
-  hit <- regmatches(lines, regexec(stamp_re, lines))
-  sums <- unlist(lapply(hit, function(h) if (length(h) == 2L) h[[2L]]))
-  problem <- if (length(sums) != 1L) {
+  hit <- Filter(function(h) length(h) == 4L, regmatches(lines, regexec(stamp_re, lines)))
+  problem <- if (length(hit) != 1L) {
     "README.md has no 'generated from README.Rmd' line: it was not rendered from README.Rmd."
-  } else if (!identical(sums, rmd_sum)) {
+  } else if (!identical(hit[[1L]][[2L]], rmd_sum)) {
     sprintf("README.md is stale: it was rendered from a README.Rmd with MD5 %s; README.Rmd's is now %s.",
-            sums, rmd_sum)
+            hit[[1L]][[2L]], rmd_sum)
+  } else if (!identical(hit[[1L]][[3L]], md_sum(lines))) {
+    "README.md was edited after it was rendered: make the change in README.Rmd."
+  }
+  # Code changed since the rendering: the outputs may be out of date. Said,
+  # not failed on (every change to R/ or src/ would need a new rendering).
+  if (length(hit) == 1L && !identical(hit[[1L]][[4L]], code_sum())) {
+    cat("Note: memkit's code (R/, src/) changed since README.md was rendered;",
+        "render it again before a release: bash tools/readme.sh\n")
   }
   # Figures the README shows must be there.
   figs <- unlist(regmatches(lines, gregexpr("man/figures/README-[A-Za-z0-9_.-]+", lines)))
@@ -51,8 +74,8 @@ unlink(Sys.glob(file.path(root, "man", "figures", "README-*")))
 # knitr alone (no pandoc): the Markdown around the chunks is kept as written.
 # The chunks run in the global environment, as a user's code would (a
 # closure's or formula's environment there is not followed by mem_size()).
-readme <- list(root = root, rmd = rmd, md = md, sum = rmd_sum, stamp_line = stamp_line)
-rm(list = setdiff(ls(globalenv()), "readme"), envir = globalenv())
+readme <- list(root = root, rmd = rmd, md = md, sum = rmd_sum, stamp_line = stamp_line,
+               md_sum = md_sum, code_sum = code_sum)
 owd <- setwd(readme$root)
 knitr::knit(readme$rmd, readme$md, envir = globalenv(), quiet = TRUE, encoding = "UTF-8")
 setwd(owd)
@@ -63,7 +86,7 @@ out[grepl("^\\s*$", out)] <- ""
 out <- out[!(out == "" & c(TRUE, utils::head(out, -1L) == ""))]
 at <- grep("^<!-- README.md is generated from README.Rmd", out)
 if (length(at) != 1L) stop("README.Rmd must have one 'README.md is generated from README.Rmd' line")
-out[[at]] <- readme$stamp_line(readme$sum)
+out[[at]] <- readme$stamp_line(readme$sum, readme$md_sum(out), readme$code_sum())
 writeLines(out, readme$md, useBytes = TRUE)
 cat(sprintf("README.md rendered from README.Rmd (md5 %s) with memkit %s from %s\n", readme$sum,
             utils::packageVersion("memkit"), dirname(find.package("memkit"))))
