@@ -12,8 +12,8 @@ print.gc_events <- function(x, n = 10L, ...) {
   y <- y[setdiff(names(y), drop)]
   if ("time" %in% names(y)) y$time <- round(y$time, 3L)
   if (ncol(y) == 0L || nrow(y) == 0L) return(invisible(x))
-  y <- format(utils::head(y, n), ...)
-  cat(table_lines(y, align = "right", row_names = rownames(y)), sep = "\n")
+  shown <- format(utils::head(y, n), ...)
+  cat(table_lines(shown, align = "right", row_names = rownames(shown)), sep = "\n")
   if (nrow(y) > n) cat(sprintf("# ... %d more rows\n", nrow(y) - n))
   invisible(x)
 }

@@ -33,10 +33,12 @@ trim_text <- function(x, width, ellipsis = "") {
 # The lines of a table laid out as print.data.frame() lays it out: a header
 # of column names (unless `header = FALSE`), each column as wide as its widest
 # cell, columns one space apart and, with `row_names`, a first column of row
-# labels (left-aligned) under an empty header. `cols` is a named list of
-# character vectors of one length; `align` is "left" or "right", one for all
-# columns or one per column.
-table_lines <- function(cols, align = "left", header = TRUE, row_names = NULL) {
+# labels (left-aligned) under an empty header. Columns that do not fit in
+# `width` go to further blocks of lines, each with the row labels again.
+# `cols` is a named list of character vectors of one length; `align` is
+# "left" or "right", one for all columns or one per column.
+table_lines <- function(cols, align = "left", header = TRUE, row_names = NULL,
+                        width = getOption("width", 80L)) {
   align <- rep_len(align, length(cols))
   nms <- names(cols)
   if (is.null(nms)) nms <- rep("", length(cols))
@@ -50,6 +52,22 @@ table_lines <- function(cols, align = "left", header = TRUE, row_names = NULL) {
   labels <- if (is.null(row_names)) character() else as.character(row_names)
   if (header) labels <- c("", labels)
   if (is.null(row_names)) labels <- rep("", length(parts[[1L]]))
-  parts <- c(list(pad_text(labels, align = "left")), parts)
-  do.call(paste, c(parts, sep = " "))
+  labels <- pad_text(labels, align = "left")
+  # Blocks of columns that fit in `width` (at least one column each).
+  used <- max(0L, text_width(labels))
+  block <- integer(length(parts))
+  b <- 1L
+  room <- used
+  for (k in seq_along(parts)) {
+    w <- 1L + max(0L, text_width(parts[[k]]))
+    if (room + w > width && room > used) {
+      b <- b + 1L
+      room <- used
+    }
+    block[[k]] <- b
+    room <- room + w
+  }
+  unlist(lapply(seq_len(b), function(i) {
+    do.call(paste, c(list(labels), parts[block == i], sep = " "))
+  }))
 }

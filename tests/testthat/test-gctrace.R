@@ -630,6 +630,20 @@ test_that("joining a trace is linear in its collections (#13)", {
 
 # Printed output, messages and error messages, in one block: snapshots skip
 # on CRAN, and a skip ends its block, so the checks above stay out of it.
+test_that("gc_events print their first rows as print.data.frame() would, and how many more", {
+  tr <- gc_trace(for (i in 1:40) x <- numeric(5e5))
+  ev <- as.data.frame(tr)
+  skip_if(nrow(ev) < 4L, "too few collections")
+  out <- capture.output(print(ev, n = 3L))
+  y <- ev
+  class(y) <- "data.frame"
+  y <- y[setdiff(names(y), c("mono", "stack"))]
+  y$time <- round(y$time, 3L)
+  expect_identical(out, c(sprintf("<gc_events> %d collections", nrow(ev)),
+                          capture.output(print(utils::head(y, 3L))),
+                          sprintf("# ... %d more rows", nrow(ev) - 3L)))
+})
+
 test_that("printed output and messages read well (snapshots)", {
   expect_snapshot(gc_trace_stop(), error = TRUE, cnd_class = TRUE)
   expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE, cnd_class = TRUE)

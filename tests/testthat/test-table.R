@@ -35,6 +35,13 @@ test_that("table_lines() lays out a table as print.data.frame() does", {
   expect_identical(table_lines(df, align = "right", row_names = c("a", "bb")),
                    capture.output(print(`rownames<-`(df, c("a", "bb")), right = TRUE)))
   expect_identical(table_lines(df, header = FALSE)[[1L]], " x      1 B   ")
+  # Too wide for the console: further blocks of columns, as print() makes.
+  wide_df <- data.frame(a = strrep("a", 30), b = strrep("b", 30), c = strrep("c", 30),
+                        stringsAsFactors = FALSE)
+  for (w in c(40L, 70L, 100L)) {
+    expect_identical(table_lines(wide_df, align = "right", row_names = "1", width = w),
+                     withr::with_options(list(width = w), capture.output(print(wide_df))))
+  }
 })
 
 test_that("rows with non-ASCII and wide names stay in line", {
