@@ -52,7 +52,8 @@ test_that("summary() is a summary_mem_leaks data frame that prints as a table", 
   expect_match(out[[1L]], "per call")
   expect_match(out[[2L]], "^ R heap ")
   expect_length(unique(text_width(out)), 1L)
-  expect_identical(print(s), s)
+  capture.output(value <- print(s))
+  expect_identical(value, s)
 })
 
 test_that("the Theil-Sen fit finds the slope despite an outlier", {
