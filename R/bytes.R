@@ -21,6 +21,14 @@
 #' `sum()`, `min()`, `max()`, `range()`, `abs()`, `round()`, `cumsum()`.
 #' Bytes divided by bytes is a plain ratio.
 #'
+#' @section In tibbles and vctrs:
+#' When the vctrs and pillar packages are installed (neither is needed),
+#' memkit gives them methods as they load: `vctrs::vec_c()`,
+#' `vctrs::vec_rbind()` and friends combine `mem_bytes` with `mem_bytes`
+#' and with plain numbers into `mem_bytes`, and casts to and from double
+#' work; a tibble shows a `mem_bytes` column as `<bytes>`, right-aligned,
+#' each value with its unit.
+#'
 #' @param x A numeric vector of bytes, or a character vector of sizes with
 #'   units.
 #' @return `mem_bytes()`: a `mem_bytes` vector. `format()`: a character
@@ -35,6 +43,9 @@
 #' x > "1 MB"
 #' as.numeric(x)
 #' mem_bytes("64 MiB")
+#' if (requireNamespace("tibble", quietly = TRUE)) {
+#'   tibble::tibble(size = x)
+#' }
 mem_bytes <- function(x = double()) {
   if (is_mem_bytes(x)) return(x)
   if (is.character(x)) {

@@ -12,7 +12,8 @@ print.gc_events <- function(x, n = 10L, ...) {
   y <- y[setdiff(names(y), drop)]
   if ("time" %in% names(y)) y$time <- round(y$time, 3L)
   if (ncol(y) == 0L || nrow(y) == 0L) return(invisible(x))
-  print(utils::head(y, n), ...)
+  shown <- format(utils::head(y, n), ...)
+  cat(table_lines(shown, align = "right", row_names = rownames(shown)), sep = "\n")
   if (nrow(y) > n) cat(sprintf("# ... %d more rows\n", nrow(y) - n))
   invisible(x)
 }
@@ -72,7 +73,7 @@ summary.gc_trace <- function(object, ...) {
     trigger_start = object$trigger_start,
     trigger_end = object$trigger_end,
     top_calls = utils::head(top, 10L)
-  ), class = "summary.gc_trace")
+  ), class = "summary_gc_trace")
 }
 
 # Estimated triggers jitter with R's rounding: count moves of more than 2%.
@@ -83,7 +84,7 @@ count_changes <- function(x) {
 }
 
 #' @export
-print.summary.gc_trace <- function(x, ...) {
+print.summary_gc_trace <- function(x, ...) {
   cat(sprintf("%d collections in %s; %s in GC (%s)\n", x$collections,
               format_secs(x$elapsed), format_secs(x$gc_time), format_pct(x$gc_share)))
   cat(sprintf("By level: 0: %d, 1: %d, 2: %d; explicit gc(): %d; known only from R's numbering: %d\n",

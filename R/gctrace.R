@@ -130,6 +130,13 @@ mega <- 1048576
 #'   and `trigger_end` (the exact triggers at both ends).
 #'   `gc_trace_start()`: invisibly, the trace's id (an integer) for
 #'   `gc_trace_stop(id)`.
+#'
+#'   `summary()` of a trace gives a `summary_gc_trace` object (a list:
+#'   `collections`, `by_level`, `explicit`, `unseen`, `elapsed`, `gc_time`,
+#'   `gc_share`, `heap_range`, `trigger_range`, `trigger_changes`,
+#'   `trigger_start`, `trigger_end` and `top_calls`, a data frame of the calls
+#'   running at most collections) that prints as a few lines; `plot()` draws
+#'   the heap after each collection and the triggers over time.
 #' @seealso [gc_triggers()] for the triggers in force now.
 #' @export
 #' @examples

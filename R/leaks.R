@@ -50,7 +50,9 @@
 #'     `rss` ([mem_bytes]), `ncells`, `vcells`;
 #'   * `advice`: where to look next.
 #'
-#'   `plot()` draws both series with the fitted lines.
+#'   `summary()` gives the `fits` as a data frame of class
+#'   `summary_mem_leaks`, printed as a table; `as.data.frame()` gives the
+#'   `runs`; `plot()` draws both series with the fitted lines.
 #' @export
 #' @examples
 #' cache <- new.env()
@@ -125,7 +127,8 @@ mem_leaks <- function(f, n = 100, warmup = 10) {
 }
 
 # Theil-Sen slope with Sen's 95% interval, the one-sided Mann-Kendall test for
-# an upward trend and the share of pairwise slopes at or above `threshold`.
+# an upward trend (stats::cor.test()) and the share of pairwise slopes at or
+# above `threshold`.
 leak_fit <- function(y, threshold) {
   n <- length(y)
   x <- seq_len(n)
@@ -133,12 +136,21 @@ leak_fit <- function(y, threshold) {
   slopes <- (y[pairs$j] - y[pairs$i]) / (x[pairs$j] - x[pairs$i])
   slope <- stats::median(slopes)
 
-  # Mann-Kendall S over all pairs, with the variance corrected for ties.
-  s <- sum(vapply(seq_len(n - 1L), function(i) sum(sign(y[(i + 1L):n] - y[[i]])), 0))
+  # The Mann-Kendall test for an upward trend is Kendall's tau between the run
+  # number and the series, one-sided, with the normal approximation, the
+  # variance corrected for ties and a continuity correction. The variance of
+  # its S (ties in y only: the runs are distinct) also sets Sen's interval.
   ties <- table(y)
   ties <- as.numeric(ties[ties > 1L])
   var_s <- (n * (n - 1) * (2 * n + 5) - sum(ties * (ties - 1) * (2 * ties + 5))) / 18
-  p <- if (var_s > 0) stats::pnorm((s - sign(s)) / sqrt(var_s), lower.tail = FALSE) else 1
+  p <- if (anyNA(y)) {
+    NA_real_
+  } else if (var_s > 0) {
+    stats::cor.test(x, y, method = "kendall", alternative = "greater",
+                    exact = FALSE, continuity = TRUE)$p.value
+  } else {
+    1 # a flat series: no trend
+  }
 
   # Sen's interval: ranks of the sorted pairwise slopes.
   sorted <- sort(slopes)
@@ -192,20 +204,46 @@ print.mem_leaks <- function(x, ...) {
                 what, format(x$bytes_per_call), x$n, x$warmup))
   }
   f <- x$fits
-  cat(sprintf("  %-9s %s per call (95%%: %s to %s), p = %s\n",
-              c("R heap", "resident"), format(f$slope), format(f$lower), format(f$upper),
-              format.pval(f$p_value, digits = 2, eps = 1e-4)), sep = "")
+  cat(sprintf("  %s %s per call (95%%: %s to %s), p = %s\n",
+              pad_text(c("R heap", "resident"), 9L), format(f$slope), format(f$lower),
+              format(f$upper), format.pval(f$p_value, digits = 2, eps = 1e-4)), sep = "")
   cat(sprintf("Confidence: %.0f%% of pairs of runs agree\n", 100 * x$confidence))
   cat(x$advice, sep = "\n")
   invisible(x)
 }
 
 #' @export
-summary.mem_leaks <- function(object, ...) object$fits
+summary.mem_leaks <- function(object, ...) {
+  structure(object$fits, class = c("summary_mem_leaks", "data.frame"))
+}
+
+#' @export
+print.summary_mem_leaks <- function(x, ...) {
+  if (!all(c("series", "slope", "lower", "upper", "p_value", "grows") %in% names(x))) {
+    return(NextMethod())
+  }
+  series <- c(heap = "R heap", rss = "resident")[x$series]
+  cols <- list(
+    series = ifelse(is.na(series), x$series, series),
+    `per call` = format(mem_bytes(x$slope)),
+    `95% from` = format(mem_bytes(x$lower)),
+    to = format(mem_bytes(x$upper)),
+    p = format.pval(x$p_value, digits = 2, eps = 1e-4),
+    grows = ifelse(x$grows, "yes", "no")
+  )
+  cat(table_lines(cols, align = c("left", rep("right", 5L))), sep = "\n")
+  invisible(x)
+}
 
 #' @export
 as.data.frame.mem_leaks <- function(x, ...) x$runs
 
+#' @param x A `mem_leaks` object.
+#' @param units The unit of the change in memory on the vertical axes: one of
+#'   `B`, `KiB`, `MiB`, `GiB`, `TiB`, `PiB` or `kB`, `MB`, `GB`, `TB`, `PB`
+#'   (see [mem_bytes]).
+#' @param ... Passed on to [plot()] for each series.
+#' @rdname mem_leaks
 #' @export
 plot.mem_leaks <- function(x, units = "KiB", ...) {
   div <- unit_multiplier(units)

@@ -15,15 +15,28 @@
 #' `memkit_error_<kind>` and `memkit_error`, so it can be caught precisely.
 #'
 #' @section Options:
-#' * `memkit.units`: `"IEC"` (default; KiB, MiB, ...) or `"SI"` (kB, MB, ...)
-#'   for printing [mem_bytes].
-#' * `memkit.progress`: `FALSE` turns off progress bars.
+#' Every option memkit reads (`memkit.units`, `memkit.progress`,
+#' `memkit.block_bytes`, `memkit.copy_warn`) is listed with its default in
+#' [memkit_options].
+#'
+#' @section Summaries:
+#' `summary()` of a memkit result of class `<class>` gives an object of class
+#' `summary_<class>` (`summary_gc_trace`, `summary_mem_profile`,
+#' `summary_mem_leaks`) with a `print()` method of its own; where the
+#' summary is a table it is also a data frame.
 #'
 #' @keywords internal
 #' @useDynLib memkit, .registration = TRUE
 "_PACKAGE"
 
+.onLoad <- function(libname, pkgname) {
+  # Methods for vctrs' and pillar's generics, when those packages load
+  # (R/bytes-compat.R).
+  register_bytes_methods()
+}
+
 # Process-wide state each family must release before the library goes.
 .onUnload <- function(libpath) {
+  unregister_bytes_hooks()
   gctrace_unload()
 }

@@ -115,10 +115,13 @@ peak_method_text <- function(method) {
 #'   * `duration`, `gc_time` (seconds in collections, from [gc.time()]),
 #'     `interval`, and `value`, the value of `expr`.
 #'
-#'   Its `summary()` gives the figures, `plot()` draws the timeline (resident
-#'   memory, the R heap after each collection, collections as ticks coloured
-#'   by level, the peak as a red dashed line and marks as labelled spans) and
-#'   `as.data.frame()` gives the samples.
+#'   Its `summary()` gives the figures, a `summary_mem_profile` object (a
+#'   list: `duration`, `samples`, `baseline`, `peak`, `peak_above`,
+#'   `peak_method`, `end`, `net`, `heap_peak`, `collections`, `by_level`,
+#'   `gc_time`, `gc_percent`) that prints one figure a line; `plot()` draws
+#'   the timeline (resident memory, the R heap after each collection,
+#'   collections as ticks coloured by level, the peak as a red dashed line
+#'   and marks as labelled spans) and `as.data.frame()` gives the samples.
 #' @seealso [mem_peak()] for the peak alone; [gc_trace()] for the
 #'   collections alone; [mem_leaks()] for leak checks.
 #' @importFrom graphics abline legend lines mtext par plot rect segments text
@@ -302,13 +305,19 @@ print.summary_mem_profile <- function(x, ...) {
     "Time in GC" = sprintf("%s (%.1f%%)", format_secs(x$gc_time), x$gc_percent),
     "Samples" = format(x$samples)
   )
-  cat(paste0(format(names(rows)), "  ", rows), sep = "\n")
+  cat(paste0(pad_text(names(rows)), "  ", rows), sep = "\n")
   invisible(x)
 }
 
 #' @export
 as.data.frame.mem_profile <- function(x, ...) x$samples
 
+#' @param x A `mem_profile` object.
+#' @param units The unit of the memory axis: one of `B`, `KiB`, `MiB`,
+#'   `GiB`, `TiB`, `PiB` or `kB`, `MB`, `GB`, `TB`, `PB` (see [mem_bytes]).
+#' @param main Title of the plot.
+#' @param ... Passed on to [plot()] for the resident memory line.
+#' @rdname mem_profile
 #' @export
 plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   div <- unit_multiplier(units)

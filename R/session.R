@@ -211,10 +211,11 @@ print.mem_gc <- function(x, ...) {
   cols <- cols[cols %in% names(x)]
   if (!"what" %in% names(x) || length(cols) == 0L) return(NextMethod())
   cat("<mem_gc>\n")
-  df <- data.frame(lapply(cols, function(col) format(mem_bytes(x[[col]]))),
-                   row.names = make.unique(as.character(x$what)), check.names = FALSE)
-  df[] <- lapply(df, function(col) ifelse(col == "NA", "", col))
-  print(df, right = TRUE)
+  df <- lapply(cols, function(col) {
+    s <- format(mem_bytes(x[[col]]))
+    ifelse(s == "NA", "", s)
+  })
+  cat(table_lines(df, align = "right", row_names = make.unique(as.character(x$what))), sep = "\n")
   trimmed <- attr(x, "trimmed")
   if (!is.null(trimmed) && !is.na(trimmed) && any(x$what == "RSS (trim)")) {
     cat(if (trimmed) "malloc_trim() returned free heap pages to the system.\n"
@@ -378,7 +379,7 @@ print.mem_ls <- function(x, ...) {
                                retained = format(total_retained), shares = "",
                                stringsAsFactors = FALSE))
   }
-  print(df, right = FALSE, row.names = FALSE)
+  cat(table_lines(df, align = "left"), sep = "\n")
   if (!complete && !is.null(all_names)) {
     cat("# No total row for a subset: shared memory makes sizes not add up.\n",
         "# mem_retained(x$name, envir) gives what removing these bindings would free.\n",
@@ -609,16 +610,16 @@ print.mem_dupes <- function(x, ...) {
   )
   # The paths take what is left of the line.
   room <- getOption("width", 80L) - sum(vapply(df[-6L], function(col) {
-    max(nchar(c(col, "length")))
+    max(text_width(c(col, "length")))
   }, numeric(1))) - 7L
   df$paths <- vapply(x$paths, function(p) {
     s <- paste(p, collapse = ", ")
-    if (nchar(s) <= room) return(s)
+    if (text_width(s) <= room) return(s)
     more <- sprintf(" +%d more", length(p) - 1L)
-    paste0(strtrim(p[[1L]], max(10L, room - nchar(more) - 3L)),
-           if (nchar(p[[1L]]) > room - nchar(more)) "...", more)
+    paste0(trim_text(p[[1L]], max(10L, room - text_width(more) - 3L)),
+           if (text_width(p[[1L]]) > room - text_width(more)) "...", more)
   }, character(1))
-  print(df, right = FALSE, row.names = FALSE)
+  cat(table_lines(df, align = "left"), sep = "\n")
   invisible(x)
 }
 

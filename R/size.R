@@ -262,7 +262,7 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
   utf8 <- use_unicode()
   indent <- vapply(x$depth[show], function(d) strrep("  ", d), "")
   lab <- paste0(indent, x$label[show])
-  lab <- ifelse(nchar(lab) > 40, paste0(substr(lab, 1, 39), if (utf8) "\u2026" else "~"), lab)
+  lab <- ifelse(text_width(lab) > 40, paste0(trim_text(lab, 39), if (utf8) "\u2026" else "~"), lab)
   size <- format(x$total[show])
   share <- x$share[show]
   bar_width <- 10
@@ -274,9 +274,9 @@ print.mem_tree <- function(x, n = 30, width = getOption("width"), ...) {
   what <- ifelse(is.na(x$class[show]), x$type[show], paste0(x$type[show], " <", x$class[show], ">"))
   flag <- ifelse(x$shared[show], "*", " ")
   note <- ifelse(nzchar(x$note[show]), paste0("  (", x$note[show], ")"), "")
-  line <- sprintf("%-*s %10s%s %s %5s  %s%s", max(nchar(lab)), lab, size, flag, bars,
-                  sprintf("%.0f%%", 100 * share), what, note)
-  cat(substr(line, 1, width), sep = "\n")
+  line <- paste0(pad_text(lab), " ", pad_text(size, 10L, "right"), flag, " ", bars, " ",
+                 pad_text(sprintf("%.0f%%", 100 * share), 5L, "right"), "  ", what, note)
+  cat(trim_text(line, width), sep = "\n")
   if (rows > length(show)) cat(sprintf("# ... %d more components: print(x, n = %d)\n", rows - length(show), rows))
   if (any(x$shared[show])) cat("# * shares memory with other parts of the object; totals overlap\n")
   invisible(x)
@@ -390,9 +390,10 @@ print.mem_by_type <- function(x, ...) {
     k <- max(0, min(10, round(s * 10)))
     paste0(strrep(if (utf8) "\u2588" else "#", k), strrep(" ", 10 - k))
   }, "")
-  line <- sprintf("%-*s %12s %10s %s %5s", max(nchar(what)), what,
-                  format(x$count, big.mark = ",", scientific = FALSE),
-                  format(x$bytes), bars, sprintf("%.0f%%", 100 * x$share))
+  line <- paste(pad_text(what),
+                 pad_text(format(x$count, big.mark = ",", scientific = FALSE), 12L, "right"),
+                 pad_text(format(x$bytes), 10L, "right"), bars,
+                 pad_text(sprintf("%.0f%%", 100 * x$share), 5L, "right"))
   cat(line, sep = "\n")
   invisible(x)
 }

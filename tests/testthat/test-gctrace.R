@@ -375,6 +375,7 @@ test_that("works in an interactive session (driven through tmux)", {
 test_that("print() and summary() are short", {
   tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
   s <- summary(tr)
+  expect_s3_class(s, "summary_gc_trace", exact = TRUE)
   expect_identical(s$by_level$collections, tabulate(as.data.frame(tr)$level + 1L, 3L))
   expect_identical(s$explicit, 1L)
   expect_identical(sum(s$top_calls$collections), nrow(as.data.frame(tr)))
@@ -629,6 +630,20 @@ test_that("joining a trace is linear in its collections (#13)", {
 
 # Printed output, messages and error messages, in one block: snapshots skip
 # on CRAN, and a skip ends its block, so the checks above stay out of it.
+test_that("gc_events print their first rows as print.data.frame() would, and how many more", {
+  tr <- gc_trace(for (i in 1:6) gc())
+  ev <- as.data.frame(tr)
+  expect_gte(nrow(ev), 6L)
+  out <- capture.output(print(ev, n = 3L))
+  y <- ev
+  class(y) <- "data.frame"
+  y <- y[setdiff(names(y), c("mono", "stack"))]
+  y$time <- round(y$time, 3L)
+  expect_identical(out, c(sprintf("<gc_events> %d collections", nrow(ev)),
+                          capture.output(print(utils::head(y, 3L))),
+                          sprintf("# ... %d more rows", nrow(ev) - 3L)))
+})
+
 test_that("printed output and messages read well (snapshots)", {
   expect_snapshot(gc_trace_stop(), error = TRUE, cnd_class = TRUE)
   expect_snapshot(gc_trace(gc_trace_stop()), error = TRUE, cnd_class = TRUE)

@@ -43,6 +43,19 @@ test_that("the runs are recorded, warm-up included", {
   expect_identical(summary(res)$series, c("heap", "rss"))
 })
 
+test_that("summary() is a summary_mem_leaks data frame that prints as a table", {
+  res <- quietly(mem_leaks(function() NULL, n = 6, warmup = 1))
+  s <- summary(res)
+  expect_s3_class(s, c("summary_mem_leaks", "data.frame"), exact = TRUE)
+  out <- capture.output(print(s))
+  expect_length(out, 3L)
+  expect_match(out[[1L]], "per call")
+  expect_match(out[[2L]], "^ R heap ")
+  expect_length(unique(text_width(out)), 1L)
+  capture.output(value <- print(s))
+  expect_identical(value, s)
+})
+
 test_that("the Theil-Sen fit finds the slope despite an outlier", {
   y <- c(seq(0, by = 100, length.out = 20))
   y[[7L]] <- 1e6
@@ -52,6 +65,33 @@ test_that("the Theil-Sen fit finds the slope despite an outlier", {
   flat <- leak_fit(rep(5, 20), threshold = 16)
   expect_identical(flat$p_value, 1)
   expect_false(flat$grows)
+})
+
+test_that("the trend test gives the Mann-Kendall p-values, with and without ties", {
+  # Mann-Kendall from its definition: S over all pairs, the variance
+  # corrected for ties, a continuity correction, one-sided.
+  mann_kendall <- function(y) {
+    n <- length(y)
+    s <- 0
+    for (i in seq_len(n - 1L)) for (j in (i + 1L):n) s <- s + sign(y[[j]] - y[[i]])
+    t <- as.numeric(table(y))
+    v <- (n * (n - 1) * (2 * n + 5) - sum(t * (t - 1) * (2 * t + 5))) / 18
+    if (v > 0) stats::pnorm((s - sign(s)) / sqrt(v), lower.tail = FALSE) else 1
+  }
+  set.seed(19)
+  series <- list(
+    runif(12), runif(40) + seq_len(40) / 40, rev(runif(25)),   # no ties
+    round(runif(30) * 3 + seq_len(30) / 10),                   # many ties
+    cumsum(sample(c(0, 0, 56), 50, TRUE)),                      # the R heap's steps
+    1e8 + 4096 * sample(0:2, 60, TRUE),                         # resident pages
+    c(rep(5, 9), 6)
+  )
+  for (y in series) {
+    expect_equal(leak_fit(y, threshold = 16)$p_value, mann_kendall(y), tolerance = 1e-12)
+  }
+  expect_true(any(vapply(series, anyDuplicated, 1L) > 0L))
+  expect_true(any(vapply(series, anyDuplicated, 1L) == 0L))
+  expect_identical(leak_fit(c(1, 2, NA, 4, 5), threshold = 16)$p_value, NA_real_)
 })
 
 test_that("bad arguments give classed errors naming them", {
