@@ -15,9 +15,15 @@ median_ci <- function(x) {
 bench_stamp <- function(script) {
   git <- function(...) tryCatch(suppressWarnings(system2("git", c(...), stdout = TRUE, stderr = FALSE)),
                                 error = function(e) character())
-  commit <- git("rev-parse", "--short", "HEAD")
-  if (!length(commit)) commit <- "unknown"
-  dirty <- git("status", "--porcelain", "--", ".", ":(exclude)bench")
+  # The commit the measured build came from, when it was installed from a
+  # commit other than the checkout's (MEMKIT_BENCH_COMMIT).
+  commit <- Sys.getenv("MEMKIT_BENCH_COMMIT")
+  dirty <- character()
+  if (!nzchar(commit)) {
+    commit <- git("rev-parse", "--short", "HEAD")
+    if (!length(commit)) commit <- "unknown"
+    dirty <- git("status", "--porcelain", "--", ".", ":(exclude)bench")
+  }
   hash <- substr(unname(tools::md5sum(script)), 1L, 12L)
   sprintf("Stamp: commit `%s`%s; script `%s` (md5 `%s`); run %s.", commit,
           if (length(dirty)) " with uncommitted changes" else "", script, hash,
