@@ -112,7 +112,6 @@
 #' unlink(path)
 fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical", "raw"),
                       init = NULL, dimnames = NULL, overwrite = FALSE) {
-  check_fm_platform()
   check_string(path)
   nrow <- check_dim(nrow)
   ncol <- check_dim(ncol)
@@ -140,7 +139,6 @@ fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical",
 #' unlink(raw_path)
 fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = NULL,
                     offset = 0) {
-  check_fm_platform()
   check_string(path)
   mode <- check_choice(mode, c("r", "rw"), "mode")
   path <- existing_file(path)
@@ -197,7 +195,6 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
 #' unlink(fm_info(m)$path)
 as_fm <- function(x, path, type = NULL, dimnames = NULL, overwrite = FALSE,
                   block_bytes = getOption("memkit.block_bytes", 64 * 2^20)) {
-  check_fm_platform()
   check_string(path)
   check_flag(overwrite)
   block_bytes <- check_block_bytes(block_bytes)
@@ -496,12 +493,6 @@ is_fm <- function(x) .Call(ffi_fm_is, x)
 
 fm_types <- c("double", "integer", "logical", "raw")
 
-check_fm_platform <- function(call = sys.call(-1L)) {
-  if (.Platform$OS.type == "windows") {
-    mk_abort("unsupported", "File-backed matrices are not supported on Windows yet.", call = call)
-  }
-}
-
 check_fm_type <- function(type, call = sys.call(-1L)) {
   if (identical(type, fm_types)) return("double")
   if (!is.character(type) || length(type) != 1L || is.na(type) || !type %in% fm_types) {
@@ -661,16 +652,37 @@ fm_new <- function(path, nrow, ncol, type, dimnames, overwrite, fill, call = sys
   }
   tmp <- file.path(dirname(path), paste0(".", basename(path), basename(tempfile(".tmp-"))))
   done <- FALSE
-  on.exit(if (!done) unlink(tmp), add = TRUE)
+  x <- NULL
+  on.exit(if (!done) {
+    # Windows deletes no mapped file: the new matrix goes first.
+    if (is_windows()) { x <- NULL; gc(verbose = FALSE) }
+    unlink(tmp)
+  }, add = TRUE)
   x <- .Call(ffi_fm_create, path, tmp, type, nrow, ncol, dimnames)
   fill(x)
-  if (!file.rename(tmp, path)) {
-    mk_abort("file", sprintf("Can't create '%s': renaming the new file into place failed.", path),
-             call = call, path = path)
+  if (!fm_rename(tmp, path)) {
+    why <- if (is_windows() && file.exists(path)) {
+      "it is open or mapped by this or another process (Windows can't replace a file in use); close the matrices on it (remove them and run gc()) or the program holding it"
+    } else {
+      "renaming the new file into place failed"
+    }
+    mk_abort("file", sprintf("Can't create '%s': %s.", path, why), call = call, path = path)
   }
   done <- TRUE
   x
 }
+
+# file.rename(), and on Windows, where a file mapped by a matrix nobody uses
+# any more can't be replaced until the matrix is collected, once more after
+# a collection.
+fm_rename <- function(from, to) {
+  if (!is_windows()) return(file.rename(from, to))
+  if (suppressWarnings(file.rename(from, to))) return(TRUE)
+  gc(verbose = FALSE)
+  suppressWarnings(file.rename(from, to))
+}
+
+is_windows <- function() .Platform$OS.type == "windows"
 
 fill_value <- function(x, value) {
   total <- as.double(length(x))
