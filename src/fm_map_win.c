@@ -240,7 +240,8 @@ int64_t fm_file_pwrite(int fd, const void *buf, size_t n, int64_t at) {
 
 /* The allocation first (it fails on a full disk: the blocks are reserved),
  * then the end of file, then a check that the file is that long. Bytes
- * between the old and the new end read as zeros. */
+ * between the old and the new end read as zeros (Windows keeps them behind
+ * the valid data length). */
 int fm_file_reserve(int fd, int64_t size) {
   HANDLE h = handle_of(fd);
   if (h == INVALID_HANDLE_VALUE) return EBADF;
@@ -251,7 +252,12 @@ int fm_file_reserve(int fd, int64_t size) {
   alloc.AllocationSize.QuadPart = size;
   if (!SetFileInformationByHandle(h, FileAllocationInfo, &alloc, sizeof alloc)) {
     DWORD e = GetLastError();
-    return win_errno(e) != 0 ? win_errno(e) : EIO;
+    /* A file system (or wine) without allocation sizes: extending the end
+     * of file below still allocates a non-sparse file's clusters on NTFS
+     * and FAT, and fails there on a full disk. */
+    if (e != ERROR_CALL_NOT_IMPLEMENTED && e != ERROR_NOT_SUPPORTED &&
+        e != ERROR_INVALID_FUNCTION && e != ERROR_INVALID_PARAMETER)
+      return win_errno(e) != 0 ? win_errno(e) : EIO;
   }
   FILE_END_OF_FILE_INFO eof;
   eof.EndOfFile.QuadPart = size;
