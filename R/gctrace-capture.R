@@ -4,7 +4,7 @@
 
 
 gctrace_begin <- function(kind, depth) {
-  if (.Platform$OS.type == "windows") {
+  if (!platform_supports("gc_trace")) {
     mk_abort("unsupported", "GC tracing needs a Unix-alike (it reads R's reports through a pipe).",
              call = sys.call(-1L))
   }

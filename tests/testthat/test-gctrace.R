@@ -1,3 +1,7 @@
+# GC tracing (R/gctrace*.R, src/gctrace.c).
+
+skip_if_unsupported("gc_trace")
+
 # Ground truth is R's own collection counter: a gcinfo report captured from
 # gc(verbose = TRUE) gives R's collection number and per-level totals.
 gc_report <- function() {
