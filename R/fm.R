@@ -82,8 +82,22 @@
 #' socket or device is an error of class `memkit_error_file` at once.
 #'
 #' @section Platforms:
-#' Linux and macOS. On Windows the package installs, and these functions signal
-#' an error of class `memkit_error_unsupported`.
+#' Linux, macOS and Windows. Linux and macOS map the file with `mmap()`
+#' (mode `"r"` privately, copy-on-write); Windows with `CreateFileMappingW()`
+#' and `MapViewOfFile()` (`FILE_MAP_COPY` for mode `"r"`: writes to a
+#' read-only matrix never reach the file). Differences on Windows:
+#' * A mapped file cannot be truncated, replaced or deleted. Another program
+#'   cannot shrink it under a matrix (so the `SIGBUS` case above does not
+#'   arise), but `overwrite = TRUE` fails with an error of class
+#'   `memkit_error_file` while this or another process still has a matrix on
+#'   the file (memkit runs [gc()] once to let go of matrices no longer
+#'   used); `unlink()` of such a file fails too.
+#' * Windows charges a read-only (copy-on-write) mapping's whole size to the
+#'   system's commit limit when it is mapped, where Linux and macOS charge
+#'   only the pages written: a read-only matrix larger than memory plus page
+#'   file cannot be opened there.
+#' * Paths are converted from R's native encoding (UTF-8 in R 4.2 and later
+#'   on Windows 10 and 11) to the UTF-16 Windows uses.
 #'
 #' @param path Path of the file.
 #' @param nrow,ncol Numbers of rows and columns.
@@ -301,6 +315,11 @@ fm_write <- function(x, value, i = NULL, j = NULL) {
 }
 
 #' @rdname fm_write
+#' @section Platforms:
+#' `fm_flush()` writes the pages with `msync()` and the file with `fsync()`
+#' on Linux and macOS, and with `FlushViewOfFile()` and `FlushFileBuffers()`
+#' on Windows: when it returns, another process that opens the file sees every
+#' write, on every platform.
 #' @export
 fm_flush <- function(x) {
   check_is_fm(x)
@@ -443,6 +462,14 @@ fm_read <- function(x, i = NULL, j = NULL) {
 #' the file resident in the page cache (from `mincore()`), which is what the
 #' matrix costs in memory at the moment and what the system can reclaim.
 #' `is_fm()` tells whether an object is a file-backed matrix.
+#'
+#' @section Platforms:
+#' `resident` comes from `mincore()` on Linux and macOS: pages of the mapping
+#' in the page cache. On Windows it comes from `QueryWorkingSetEx()`: pages of
+#' the mapping in this process's working set, which leaves out pages Windows
+#' still caches for the file but has taken out of the working set, so it can
+#' be lower than on the other systems for the same use. `NA` where the system
+#' does not tell.
 #'
 #' @param x An object.
 #' @return `fm_info()`: a list of class `fm_info` with `path`, `type`, `nrow`,

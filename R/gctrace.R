@@ -119,6 +119,13 @@ mega <- 1048576
 #'     arguments replaced by `<value>`).}
 #' }
 #'
+#' @section Platforms:
+#' Linux and macOS. On Windows these functions signal an error of class
+#' `memkit_error_unsupported`: R's reports are read through a pipe that R
+#' opens as a `file()` connection by name (`/dev/fd/N`), and Windows has no
+#' such name for an anonymous pipe. [mem_profile()] works there, without the
+#' collections; [gc_triggers()] works everywhere.
+#'
 #' @param expr An expression to evaluate.
 #' @return `gc_trace()` and `gc_trace_stop()`: a `gc_trace` object, a list
 #'   with `events` (the data frame above), `value` (the value of `expr`;
