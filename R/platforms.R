@@ -3,11 +3,7 @@
 # test-platforms.R checks that every test does) and the "Platforms" sections
 # of the help follow. Names are exported functions; an OS absent here has
 # everything.
-platform_unsupported <- list(
-  # R's GC reports are read through a pipe that a file() connection opens
-  # by name (/dev/fd/N): Windows has no such name for a pipe.
-  windows = c("gc_trace", "gc_trace_start", "gc_trace_stop")
-)
+platform_unsupported <- list()
 
 platform_os <- function() {
   if (.Platform$OS.type == "windows") "windows" else tolower(Sys.info()[["sysname"]])

@@ -130,8 +130,8 @@ peak_method_text <- function(method) {
 #' `resident_size_peak`) and Windows (`PeakWorkingSetSize`) keep only the
 #' peak since the process started and cannot reset it: it is the answer when
 #' `expr` raised it, and otherwise the largest sample is (`"sampled"`, a lower
-#' bound that can miss a spike shorter than `interval`). On Windows `gc` has
-#' no rows, because [gc_trace()] is not available there.
+#' bound that can miss a spike shorter than `interval`). See [gc_trace()]
+#' for how the collections are read on each platform.
 #' @seealso [mem_peak()] for the peak alone; [gc_trace()] for the
 #'   collections alone; [mem_leaks()] for leak checks.
 #' @importFrom graphics abline legend lines mtext par plot rect segments text

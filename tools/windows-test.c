@@ -23,6 +23,7 @@
 
 #include "fm_map.h"
 #include "procmem.h"
+#include "gctrace_spool.h"
 
 static int failures = 0, checks = 0;
 
@@ -324,6 +325,56 @@ static void test_procmem(void) {
   mk_mem_close(h);
 }
 
+/* The GC trace's spool: R appends through a C runtime FILE opened "ab" (its
+ * file() connection) while the reader follows the end. */
+static void test_spool(void) {
+  char path[MAX_PATH], d[256];
+  path_in(path, sizeof path, "memkit-gc-spool.txt");
+  gc_spool *s = gc_spool_open(path);
+  check(s != NULL, "create the spool file", "");
+  if (s == NULL) return;
+  FILE *f = fopen(path, "ab");
+  snprintf(d, sizeof d, "errno %d", f == NULL ? errno : 0);
+  check(f != NULL, "R's connection opens it for appending while the reader has it", d);
+  if (f == NULL) { gc_spool_close(s); return; }
+  char *got = malloc(4 << 20), *want = malloc(4 << 20), buf[1000];
+  size_t ngot = 0, nwant = 0;
+  int reads_while_writing = 0;
+  for (int k = 1; k <= 20000; k++) {
+    int n = snprintf(buf, sizeof buf, "Garbage collection %d = %d+0+0 (level 0) ... \n"
+                     "1.2 Mbytes of cons cells used (40%%)\n", k, k);
+    fputs(buf, f);
+    fflush(f); /* R flushes the message sink after every REprintf() */
+    memcpy(want + nwant, buf, (size_t) n);
+    nwant += (size_t) n;
+    if (k % 97 == 0) {
+      long r;
+      while ((r = gc_spool_read(s, got + ngot, 4096)) > 0) ngot += (size_t) r;
+      reads_while_writing += ngot > 0;
+    }
+  }
+  fclose(f);
+  f = fopen(path, "ab"); /* reconnected after closeAllConnections() */
+  fputs("after reconnecting\n", f);
+  fflush(f);
+  memcpy(want + nwant, "after reconnecting\n", 19);
+  nwant += 19;
+  long r;
+  while ((r = gc_spool_read(s, got + ngot, 65536)) > 0) ngot += (size_t) r;
+  snprintf(d, sizeof d, "%zu of %zu bytes", ngot, nwant);
+  check(ngot == nwant && memcmp(got, want, nwant) == 0 && reads_while_writing > 0,
+        "the reader gets every byte, in order, while R writes", d);
+  check(gc_spool_read(s, buf, sizeof buf) == 0, "nothing new reads as 0 bytes", "");
+  check(gc_spool_wait(s, 1) == 0, "waiting times out until stopped", "");
+  gc_spool_stop(s);
+  check(gc_spool_wait(s, 1000) == 1, "stopping ends the wait", "");
+  fclose(f);
+  gc_spool_close(s);
+  check(GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES, "closing deletes the spool file", "");
+  free(got);
+  free(want);
+}
+
 int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "child") == 0)
     return child(argv[2], _strtoi64(argv[3], NULL, 10), _strtoui64(argv[4], NULL, 10));
@@ -337,6 +388,7 @@ int main(int argc, char **argv) {
   test_errors();
   test_large();
   test_procmem();
+  test_spool();
   RemoveDirectoryA(dir);
   printf("windows-test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
