@@ -82,8 +82,22 @@
 #' socket or device is an error of class `memkit_error_file` at once.
 #'
 #' @section Platforms:
-#' Linux and macOS. On Windows the package installs, and these functions signal
-#' an error of class `memkit_error_unsupported`.
+#' Linux, macOS and Windows. Linux and macOS map the file with `mmap()`
+#' (mode `"r"` privately, copy-on-write); Windows with `CreateFileMappingW()`
+#' and `MapViewOfFile()` (`FILE_MAP_COPY` for mode `"r"`: writes to a
+#' read-only matrix never reach the file). Differences on Windows:
+#' * A mapped file cannot be truncated, replaced or deleted. Another program
+#'   cannot shrink it under a matrix (so the `SIGBUS` case above does not
+#'   arise), but `overwrite = TRUE` fails with an error of class
+#'   `memkit_error_file` while this or another process still has a matrix on
+#'   the file (memkit runs [gc()] once to let go of matrices no longer
+#'   used); `unlink()` of such a file fails too.
+#' * Windows charges a read-only (copy-on-write) mapping's whole size to the
+#'   system's commit limit when it is mapped, where Linux and macOS charge
+#'   only the pages written: a read-only matrix larger than memory plus page
+#'   file cannot be opened there.
+#' * Paths are converted from R's native encoding (UTF-8 in R 4.2 and later
+#'   on Windows 10 and 11) to the UTF-16 Windows uses.
 #'
 #' @param path Path of the file.
 #' @param nrow,ncol Numbers of rows and columns.
@@ -112,7 +126,6 @@
 #' unlink(path)
 fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical", "raw"),
                       init = NULL, dimnames = NULL, overwrite = FALSE) {
-  check_fm_platform()
   check_string(path)
   nrow <- check_dim(nrow)
   ncol <- check_dim(ncol)
@@ -140,7 +153,6 @@ fm_create <- function(path, nrow, ncol, type = c("double", "integer", "logical",
 #' unlink(raw_path)
 fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = NULL,
                     offset = 0) {
-  check_fm_platform()
   check_string(path)
   mode <- check_choice(mode, c("r", "rw"), "mode")
   path <- existing_file(path)
@@ -197,7 +209,6 @@ fm_open <- function(path, mode = c("r", "rw"), type = NULL, nrow = NULL, ncol = 
 #' unlink(fm_info(m)$path)
 as_fm <- function(x, path, type = NULL, dimnames = NULL, overwrite = FALSE,
                   block_bytes = getOption("memkit.block_bytes", 64 * 2^20)) {
-  check_fm_platform()
   check_string(path)
   check_flag(overwrite)
   block_bytes <- check_block_bytes(block_bytes)
@@ -304,6 +315,11 @@ fm_write <- function(x, value, i = NULL, j = NULL) {
 }
 
 #' @rdname fm_write
+#' @section Platforms:
+#' `fm_flush()` writes the pages with `msync()` and the file with `fsync()`
+#' on Linux and macOS, and with `FlushViewOfFile()` and `FlushFileBuffers()`
+#' on Windows: when it returns, another process that opens the file sees every
+#' write, on every platform.
 #' @export
 fm_flush <- function(x) {
   check_is_fm(x)
@@ -447,6 +463,14 @@ fm_read <- function(x, i = NULL, j = NULL) {
 #' matrix costs in memory at the moment and what the system can reclaim.
 #' `is_fm()` tells whether an object is a file-backed matrix.
 #'
+#' @section Platforms:
+#' `resident` comes from `mincore()` on Linux and macOS: pages of the mapping
+#' in the page cache. On Windows it comes from `QueryWorkingSetEx()`: pages of
+#' the mapping in this process's working set, which leaves out pages Windows
+#' still caches for the file but has taken out of the working set, so it can
+#' be lower than on the other systems for the same use. `NA` where the system
+#' does not tell.
+#'
 #' @param x An object.
 #' @return `fm_info()`: a list of class `fm_info` with `path`, `type`, `nrow`,
 #'   `ncol`, `mode` (`"r"`, `"rw"`, or `"copy"` for a private copy of a
@@ -495,12 +519,6 @@ is_fm <- function(x) .Call(ffi_fm_is, x)
 # ---- internal helpers ---------------------------------------------------------
 
 fm_types <- c("double", "integer", "logical", "raw")
-
-check_fm_platform <- function(call = sys.call(-1L)) {
-  if (.Platform$OS.type == "windows") {
-    mk_abort("unsupported", "File-backed matrices are not supported on Windows yet.", call = call)
-  }
-}
 
 check_fm_type <- function(type, call = sys.call(-1L)) {
   if (identical(type, fm_types)) return("double")
@@ -661,16 +679,37 @@ fm_new <- function(path, nrow, ncol, type, dimnames, overwrite, fill, call = sys
   }
   tmp <- file.path(dirname(path), paste0(".", basename(path), basename(tempfile(".tmp-"))))
   done <- FALSE
-  on.exit(if (!done) unlink(tmp), add = TRUE)
+  x <- NULL
+  on.exit(if (!done) {
+    # Windows deletes no mapped file: the new matrix goes first.
+    if (is_windows()) { x <- NULL; gc(verbose = FALSE) }
+    unlink(tmp)
+  }, add = TRUE)
   x <- .Call(ffi_fm_create, path, tmp, type, nrow, ncol, dimnames)
   fill(x)
-  if (!file.rename(tmp, path)) {
-    mk_abort("file", sprintf("Can't create '%s': renaming the new file into place failed.", path),
-             call = call, path = path)
+  if (!fm_rename(tmp, path)) {
+    why <- if (is_windows() && file.exists(path)) {
+      "it is open or mapped by this or another process (Windows can't replace a file in use); close the matrices on it (remove them and run gc()) or the program holding it"
+    } else {
+      "renaming the new file into place failed"
+    }
+    mk_abort("file", sprintf("Can't create '%s': %s.", path, why), call = call, path = path)
   }
   done <- TRUE
   x
 }
+
+# file.rename(), and on Windows, where a file mapped by a matrix nobody uses
+# any more can't be replaced until the matrix is collected, once more after
+# a collection.
+fm_rename <- function(from, to) {
+  if (!is_windows()) return(file.rename(from, to))
+  if (suppressWarnings(file.rename(from, to))) return(TRUE)
+  gc(verbose = FALSE)
+  suppressWarnings(file.rename(from, to))
+}
+
+is_windows <- function() .Platform$OS.type == "windows"
 
 fill_value <- function(x, value) {
   total <- as.double(length(x))

@@ -4,9 +4,8 @@
 
 
 gctrace_begin <- function(kind, depth) {
-  if (.Platform$OS.type == "windows") {
-    mk_abort("unsupported", "GC tracing needs a Unix-alike (it reads R's reports through a pipe).",
-             call = sys.call(-1L))
+  if (!platform_supports("gc_trace")) {
+    mk_abort("unsupported", "GC tracing is not supported on this platform.", call = sys.call(-1L))
   }
   gctrace_forget_parent()
   if (is.null(the_gc$handle)) gctrace_open()
@@ -18,8 +17,12 @@ gctrace_begin <- function(kind, depth) {
 }
 
 gctrace_open <- function() {
-  h <- .Call(ffi_gctrace_open)
+  # Windows: R's reports go to a spool file the C side follows (a pipe there
+  # has no name a file() connection can open).
+  spool <- if (is_windows()) tempfile("memkit-gc-", fileext = ".txt")
+  h <- .Call(ffi_gctrace_open, spool)
   the_gc$fd <- attr(h, "fd")
+  the_gc$target <- if (is.null(spool)) sprintf("/dev/fd/%d", the_gc$fd) else spool
   con <- tryCatch(gctrace_connect(h), error = function(e) {
     .Call(ffi_gctrace_close, h)
     mk_abort("system", sprintf("Can't open the GC report pipe: %s", conditionMessage(e)),
@@ -49,8 +52,10 @@ gctrace_open <- function() {
 
 # A connection on the pipe's write end, and the descriptors R opened for it
 # registered with the C side (closed on exec, pointed elsewhere in a fork).
+# On Windows one appending to the spool file, in binary mode (no "\r\n").
 gctrace_connect <- function(h) {
-  con <- file(sprintf("/dev/fd/%d", the_gc$fd), open = "w", raw = TRUE)
+  con <- file(the_gc$target, open = if (is.null(the_gc$fd) || the_gc$fd < 0L) "ab" else "w",
+              raw = TRUE)
   tryCatch(.Call(ffi_gctrace_adopt, h), error = function(e) {
     close(con)
     stop(e)
@@ -84,7 +89,7 @@ gctrace_forget_parent <- function() {
 gctrace_con_ok <- function() {
   con <- the_gc$con
   !is.null(con) && isTRUE(tryCatch(
-    isOpen(con) && identical(summary(con)$description, sprintf("/dev/fd/%d", the_gc$fd)),
+    isOpen(con) && identical(summary(con)$description, the_gc$target),
     error = function(e) FALSE))
 }
 

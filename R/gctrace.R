@@ -1,7 +1,7 @@
 # GC tracing: every collection R makes, as data.
 #
 # The C side (src/gctrace.c) gives two raw streams: the reports R prints with
-# gcinfo(TRUE), caught through a pipe, and callbacks from a sentinel finalizer
+# gcinfo(TRUE), caught through a pipe (a spool file on Windows), and callbacks from a sentinel finalizer
 # that run at the next safe point after a collection with the R call stack.
 # The R side is split by concern:
 # - this file: the exported functions and the one tracer's state; traces nest
@@ -118,6 +118,17 @@ mega <- 1048576
 #'   \item{`stack`}{The whole R call stack, a list of calls (large values in
 #'     arguments replaced by `<value>`).}
 #' }
+#'
+#' @section Platforms:
+#' Linux, macOS and Windows. On Linux and macOS R's reports go through a pipe
+#' that R opens as a `file()` connection by name (`/dev/fd/N`). Windows has
+#' no such name for a pipe: there they go to a spool file in [tempdir()]
+#' (opened by R for appending, deleted when the trace ends; a few hundred
+#' bytes per collection) that a background thread follows every 5 ms, so a
+#' collection's `time` there can be up to 5 ms after it ended (sooner when
+#' the collection's callback reads the file first). A forked child's view of
+#' a trace (see "Forked children") applies only where R forks: not on
+#' Windows.
 #'
 #' @param expr An expression to evaluate.
 #' @return `gc_trace()` and `gc_trace_stop()`: a `gc_trace` object, a list

@@ -25,7 +25,7 @@
 #' leaks: byte compilation, caches that fill and then stay, lazy loading.
 #'
 #' Before each reading of resident memory the C allocator is asked to give
-#' its free memory back to the system (`malloc_trim()`, on glibc), so that
+#' its free memory back to the system (as `mem_gc(trim = TRUE)` does), so that
 #' resident memory follows what is in use: otherwise a native leak is served
 #' from memory already resident and does not show. Under valgrind or a
 #' sanitizer another allocator serves `malloc()`; there, rely on the tool's

@@ -60,6 +60,8 @@ peak_method_text <- function(method) {
     "VmHWM (reset)" = "kernel high-water mark, reset at the start",
     "VmHWM" = "kernel high-water mark",
     "ru_maxrss" = "getrusage() peak",
+    "resident_size_peak" = "task_info() peak since the start",
+    "PeakWorkingSetSize" = "peak working set since the start",
     "sampled" = "largest sample; the kernel's peak was not usable",
     "none" = "not available",
     method
@@ -87,14 +89,15 @@ peak_method_text <- function(method) {
 #' outer peak exact, and [gc_trace()] works inside `mem_profile()` and around
 #' it.
 #'
-#' Resident memory is read from `/proc/self/statm` on Linux and with
-#' `task_info()` on macOS. On Windows there is no sampler yet:
-#' `mem_profile()` signals an error of class `memkit_error_unsupported`.
+#' Resident memory is read from `/proc/self/statm` on Linux, with
+#' `task_info()` on macOS and with `GetProcessMemoryInfo()` on Windows (see
+#' Platforms).
 #'
 #' How the peak was found is in `$peak_method`:
 #' * `"VmHWM (reset)"`: Linux's `VmHWM`, reset at the start by writing `5` to
 #'   `/proc/self/clear_refs`. Exact.
-#' * `"VmHWM"` or `"ru_maxrss"`: the peak since the process started, where it
+#' * `"VmHWM"`, `"resident_size_peak"` (macOS), `"PeakWorkingSetSize"`
+#'   (Windows) or `"ru_maxrss"`: the peak since the process started, where it
 #'   could not be reset but was exceeded while `expr` ran. Exact.
 #' * `"sampled"`: otherwise, the largest sample: a lower bound.
 #'
@@ -122,6 +125,16 @@ peak_method_text <- function(method) {
 #'   the timeline (resident memory, the R heap after each collection,
 #'   collections as ticks coloured by level, the peak as a red dashed line
 #'   and marks as labelled spans) and `as.data.frame()` gives the samples.
+#' @section Platforms:
+#' Resident memory is `/proc/self/statm`'s resident set on Linux,
+#' `task_info()`'s `resident_size` (`MACH_TASK_BASIC_INFO`) on macOS, and the
+#' working set from `GetProcessMemoryInfo()` on Windows. The peak is exact on
+#' Linux (`VmHWM`, reset at the start). macOS (`TASK_VM_INFO`'s
+#' `resident_size_peak`) and Windows (`PeakWorkingSetSize`) keep only the
+#' peak since the process started and cannot reset it: it is the answer when
+#' `expr` raised it, and otherwise the largest sample is (`"sampled"`, a lower
+#' bound that can miss a spike shorter than `interval`). See [gc_trace()]
+#' for how the collections are read on each platform.
 #' @seealso [mem_peak()] for the peak alone; [gc_trace()] for the
 #'   collections alone; [mem_leaks()] for leak checks.
 #' @importFrom graphics abline legend lines mtext par plot rect segments text
@@ -392,6 +405,11 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
 #'   and `heap` (the R heap's peak above its size at the start, or `NA` with
 #'   `heap = FALSE`). The value of `expr` is dropped. It computes and compares
 #'   like any [mem_bytes]: `mem_peak(f()) < "1 GB"`.
+#' @section Platforms:
+#' Exact on Linux. On macOS and Windows the system's peak cannot be reset, so
+#' the peak since the process started is used when `expr` raised it, and
+#' otherwise a sampler's largest reading every 10 ms (a lower bound; the
+#' method says which). See [mem_profile()].
 #' @seealso [mem_profile()] for memory over time.
 #' @export
 #' @examples

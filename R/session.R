@@ -132,12 +132,10 @@ format_env <- function(envir) {
 #'
 #' R frees the memory of dead objects, but the C library often keeps the
 #' pages for later use, so the resident memory the operating system sees
-#' barely moves after a large object is removed. With `trim = TRUE`, on
-#' systems with the GNU C library, `mem_gc()` then calls `malloc_trim(0)`,
-#' which returns free heap pages to the operating system, and adds a row
-#' `RSS (trim)` with the resident memory before and after that call.
-#' Elsewhere `trim` does nothing (there is no such call) and the row shows
-#' no change.
+#' barely moves after a large object is removed. With `trim = TRUE`,
+#' `mem_gc()` then asks the C library to return free heap pages to the
+#' operating system (see Platforms), and adds a row `RSS (trim)` with the
+#' resident memory before and after that call.
 #'
 #' How the figures are obtained: R has no way to read the cells in use
 #' without collecting, but it records them as its peak ("max used") at the
@@ -149,16 +147,22 @@ format_env <- function(envir) {
 #' `max_used` is that peak. Bytes are 56 per cell for `Ncells` (as `gc()`
 #' reports; vector headers are in fact 48) and 8 per cell for `Vcells`.
 #'
+#' @section Platforms:
+#' `trim` calls `malloc_trim(0)` with the GNU C library (Linux),
+#' `malloc_zone_pressure_relief()` on macOS and `_heapmin()` on Windows
+#' (which tells only whether it succeeded, not whether memory was released).
+#' With other C libraries it does nothing and `trimmed` is `NA`. `RSS` is the
+#' resident set on Linux and macOS and the working set on Windows.
 #' @param full `TRUE` for a full collection (all generations), as in [gc()].
 #' @param trim `TRUE` to return free heap memory to the operating system
-#'   after collecting (GNU C library only).
+#'   after collecting.
 #' @return A data frame of class `mem_gc` with one row per `what`
 #'   (`"Ncells"`, `"Vcells"`, `"RSS"`, and `"RSS (trim)"` when `trim = TRUE`)
 #'   and columns `before`, `after`, `freed`, `trigger`, `max_used` (all
 #'   [mem_bytes]; `NA` where a figure does not apply), and `cells` with the
 #'   cell counts after the collection. Attribute `trimmed` is `TRUE` when
-#'   `malloc_trim()` released memory, `FALSE` when it found none, `NA` when
-#'   it was not called.
+#'   the trim released memory, `FALSE` when it found none, `NA` when it was
+#'   not called or has no way to.
 #' @export
 #' @examples
 #' local({

@@ -9,6 +9,9 @@
 # needs that much free), colSums over it while a watcher samples the process's
 # anonymous resident memory; the file is deleted afterwards. Its figures are
 # kept in bench/results/fm-huge.txt and included in every later fm.md.
+#
+# MEMKIT_BENCH_PAIRED=only times memkit against an earlier build of itself
+# (see run_paired() below) and writes bench/results/fm-paired.md.
 if (dir.exists("bench/lib")) .libPaths(c("bench/lib", .libPaths()))
 suppressPackageStartupMessages(library(memkit))
 options(memkit.progress = FALSE)
@@ -118,6 +121,93 @@ if (identical(Sys.getenv("MEMKIT_BENCH_HUGE"), "only")) {
   if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
   writeLines(c(old, huge_section()), out_md)
   message("wrote ", out_md)
+  unlink(dir, recursive = TRUE)
+  quit(save = "no")
+}
+
+# ---- paired against an earlier build (opt-in) ---------------------------------
+# MEMKIT_BENCH_PAIRED=only: memkit against memkitbase (memkit at an earlier
+# commit, installed by `bash bench/baseline.sh COMMIT`), each operation on
+# both alternately, 15 pairs, the ratio the median of the pairs' ratios. On a
+# matrix of MEMKIT_BENCH_PAIRED_NROW x 100 doubles (default 250,000: 200 MB),
+# so it stays quick on a shared machine. Writes bench/results/fm-paired.md.
+run_paired <- function() {
+  built_here <- function(pkg) {
+    b <- utils::packageDescription(pkg)$Built
+    !is.null(b) && grepl(paste0("R ", getRversion(), ";"), b, fixed = TRUE)
+  }
+  if (!nzchar(system.file(package = "memkitbase")) || !built_here("memkitbase") ||
+      !requireNamespace("memkitbase", quietly = TRUE)) {
+    stop("memkitbase is not installed for this R: run `bash bench/baseline.sh COMMIT` first")
+  }
+  base_commit <- readLines(system.file("COMMIT", package = "memkitbase"))
+  pn <- as.numeric(Sys.getenv("MEMKIT_BENCH_PAIRED_NROW", "250000"))
+  set.seed(2)
+  M <- matrix(rnorm(pn * 100), pn, 100)
+  idx <- sample(length(M), 1e5)
+  pkgs <- list(new = asNamespace("memkit"), old = asNamespace("memkitbase"))
+  paths <- c(new = file.path(dir, "new.fm"), old = file.path(dir, "old.fm"))
+  X <- list(new = pkgs$new$as_fm(M, paths[["new"]]), old = pkgs$old$as_fm(M, paths[["old"]]))
+  R <- list(new = pkgs$new$fm_open(paths[["new"]]), old = pkgs$old$fm_open(paths[["old"]]))
+  stopifnot(identical(colSums(X$new), colSums(X$old)))
+  ops <- list(
+    "create + fill (as_fm())" = function(k) {
+      p <- file.path(dir, paste0(k, "-c.fm")); unlink(p)
+      x <- pkgs[[k]]$as_fm(M, p); rm(x); gc(FALSE); unlink(p)
+    },
+    "fm_open() + fm_info()" = function(k) pkgs[[k]]$fm_info(pkgs[[k]]$fm_open(paths[[k]])),
+    "colSums (data pointer)" = function(k) colSums(R[[k]]),
+    "1e5 random elements" = function(k) R[[k]][idx],
+    "X[, 51:60] (base [, per element)" = function(k) R[[k]][, 51:60],
+    "fm_read(j = 51:60)" = function(k) pkgs[[k]]$fm_read(R[[k]], j = 51:60),
+    "fm_write() a column + fm_flush()" = function(k) {
+      pkgs[[k]]$fm_write(X[[k]], M[, 7], j = 7); pkgs[[k]]$fm_flush(X[[k]])
+    }
+  )
+  rows <- lapply(names(ops), function(op) {
+    f <- ops[[op]]
+    f("old"); f("new")
+    pairs <- vapply(seq_len(15L), function(i) {
+      first <- if (i %% 2L) "old" else "new"
+      second <- setdiff(c("old", "new"), first)
+      t <- c(old = 0, new = 0)
+      for (k in c(first, second)) t[[k]] <- system.time(f(k), gcFirst = FALSE)[["elapsed"]]
+      t
+    }, double(2))
+    ratios <- pairs["new", ] / pmax(pairs["old", ], 1e-6)
+    ci <- median_ci(ratios)
+    data.frame(operation = op, base = stats::median(pairs["old", ]), memkit = stats::median(pairs["new", ]),
+               ratio = stats::median(ratios), lo = ci[[1L]], hi = ci[[2L]])
+  })
+  res <- do.call(rbind, rows)
+  rm(X, R); gc()
+  commit <- tryCatch(system2("git", c("rev-parse", "--short", "HEAD"), stdout = TRUE),
+                     error = function(e) "unknown", warning = function(e) "unknown")
+  script_hash <- substr(unname(tools::md5sum(file.path("bench", "fm.R"))), 1L, 8L)
+  fmt <- function(s) sprintf("%.1f ms", 1000 * s)
+  out <- file.path("bench", "results", "fm-paired.md")
+  writeLines(c(
+    "## File-backed matrices against an earlier build (`bench/fm.R`, paired)",
+    "",
+    sprintf("%s, %d cores (shared); %s. memkit %s (commit %s, bench/fm.R %s) against memkit at %s (`bash bench/baseline.sh %s`), run %s.",
+            utils::sessionInfo()$running, parallel::detectCores(), R.version.string,
+            as.character(utils::packageVersion("memkit")), commit, script_hash, base_commit, base_commit,
+            format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC")),
+    sprintf("Matrix: %s x 100 doubles (%s), page cache warm; 15 alternating pairs per operation, the ratio",
+            format(pn, big.mark = ",", scientific = FALSE), format(mem_bytes(pn * 800))),
+    "is the median of the pairs' ratios (memkit / earlier build) with a 95% interval.",
+    "",
+    "| operation | earlier build | memkit | ratio | 95% interval | within 5% |",
+    "|---|---|---|---|---|---|",
+    sprintf("| %s | %s | %s | %.3f | %.3f-%.3f | %s |", res$operation, fmt(res$base), fmt(res$memkit),
+            res$ratio, res$lo, res$hi, ifelse(res$ratio <= 1.05, "yes", "**no**"))
+  ), out)
+  message("wrote ", out)
+  print(res)
+}
+if (identical(Sys.getenv("MEMKIT_BENCH_PAIRED"), "only")) {
+  source(file.path("bench", "common.R"))
+  run_paired()
   unlink(dir, recursive = TRUE)
   quit(save = "no")
 }

@@ -35,34 +35,22 @@
  *
  * Nothing read from a file or a saved reference is used before it is checked
  * against the file: types, ranges, element alignment, sizes without overflow.
+ * Files and mappings go through the platform layer (fm_map.h): nothing here
+ * knows the platform.
+ *
  * Each mapping, its descriptor and any scratch buffer are owned by an
  * external pointer (fm_new_map_xptr) created before anything is opened; its C
  * finalizer releases them, so a longjmp at any point leaks nothing. Errors
  * release them first themselves, so a descriptor does not linger until the
  * next garbage collection.
  */
-#if defined(__linux__)
-# define _GNU_SOURCE
-#endif
-#if defined(__APPLE__)
-# define _DARWIN_C_SOURCE
-#endif
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifndef _WIN32
-# include <fcntl.h>
-# include <sys/mman.h>
-# include <sys/stat.h>
-# include <sys/types.h>
-# include <unistd.h>
-#endif
 
 #include "memkit.h"
 #include "errors.h"
@@ -77,7 +65,7 @@
 #define SAMPLE_BLOCKS 16
 #define SAMPLE_BYTES 4096
 /* The largest file or matrix memkit maps: below 2^53, so every size is exact
- * as a double (R's numbers) and fits off_t, size_t (64-bit) and R_xlen_t. */
+ * as a double (R's numbers) and fits int64_t, size_t (64-bit) and R_xlen_t. */
 #define MAX_BYTES 4503599627370496.0 /* 2^52 */
 
 size_t fm_elt_size(int type) {
@@ -96,8 +84,6 @@ int fm_type_from_name(const char *s) {
   if (strcmp(s, "raw") == 0) return RAWSXP;
   return NILSXP;
 }
-
-#ifndef _WIN32
 
 static const char magic[8] = {'M', 'E', 'M', 'K', 'I', 'T', 'F', 'M'};
 
@@ -167,16 +153,16 @@ static void set_dim(SEXP x, double nrow, double ncol) {
 /* ---- the mapping's owner ---------------------------------------------------- */
 
 /* Used by the finalizer and on error paths, where nothing can be signalled:
- * munmap fails only for an invalid range, and close() of a descriptor that
+ * unmapping fails only for an invalid range, and close() of a descriptor that
  * was only read from, or whose mapping was already synced by fm_flush(),
  * loses nothing. */
 static void unmap(fm_map *m) {
   if (m->base != NULL) {
-    munmap(m->base, m->map_len);
+    fm_view_unmap(m->base, m->map_len);
     m->base = NULL;
   }
   if (m->fd >= 0) {
-    close(m->fd);
+    fm_file_close(m->fd);
     m->fd = -1;
   }
   free(m->scratch);
@@ -197,7 +183,7 @@ SEXP fm_new_map_xptr(void) {
   SEXP xp = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue));
   R_RegisterCFinalizerEx(xp, map_finalizer, TRUE);
   fm_map *m = (fm_map *) calloc(1, sizeof(fm_map));
-  if (m == NULL) mk_error("memory", "Can't allocate %zu bytes.", sizeof(fm_map));
+  if (m == NULL) mk_error("memory", "Can't allocate %d bytes.", (int) sizeof(fm_map));
   m->fd = -1;
   R_SetExternalPtrAddr(xp, m);
   UNPROTECT(1);
@@ -224,63 +210,18 @@ static void scratch_free(fm_map *m) {
   m->scratch = NULL;
 }
 
-/* ---- the SIGBUS guard (see fm.h) ---------------------------------------------- */
-
-FM_THREAD_LOCAL sigjmp_buf *volatile fm_bus_jmp = NULL;
-static struct sigaction bus_old;
-static int bus_installed = 0;
-
-static void bus_handler(int sig, siginfo_t *info, void *ctx) {
-  sigjmp_buf *j = fm_bus_jmp;
-  if (j != NULL) {
-    fm_bus_jmp = NULL;
-    /* SA_NODEFER left SIGBUS unblocked, so the mask needs no restoring. */
-    siglongjmp(*j, 1);
-  }
-  /* Not memkit's read: whoever handled SIGBUS before (R prints its report). */
-  if (bus_old.sa_flags & SA_SIGINFO) {
-    if (bus_old.sa_sigaction != NULL) bus_old.sa_sigaction(sig, info, ctx);
-    return;
-  }
-  if (bus_old.sa_handler != SIG_DFL && bus_old.sa_handler != SIG_IGN) {
-    bus_old.sa_handler(sig);
-    return;
-  }
-  /* Default action: restore it and return; the faulting access runs again and
-   * the system ends the process as it would have without memkit. */
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  sigaction(SIGBUS, &dfl, NULL);
-}
-
-/* Installed with the first mapping, not at load: a session that never maps a
- * file keeps R's handler alone. */
-static void bus_install(fm_map *m) {
-  if (bus_installed) return;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = bus_handler;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGBUS, &sa, &bus_old) != 0)
-    FAIL_SYS(m, "system", errno, NULL, "Can't install memkit's SIGBUS handler");
-  bus_installed = 1;
-}
-
 int fm_size_ok(const fm_map *m) {
   if (m->base == NULL) return 1;
-  struct stat st;
-  if (m->fd < 0 || fstat(m->fd, &st) != 0) return 0;
-  return st.st_size >= 0 && (uint64_t) st.st_size >= (uint64_t) m->map_len;
+  int64_t size;
+  if (m->fd < 0 || fm_file_size(m->fd, &size) != 0) return 0;
+  return size >= 0 && (uint64_t) size >= (uint64_t) m->map_len;
 }
 
 void fm_shrunk_error(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   const char *path = Rf_translateChar(STRING_ELT(VECTOR_ELT(fm_state_of(x), FM_ST_PATH), 0));
-  struct stat st;
-  double now = (m != NULL && m->fd >= 0 && fstat(m->fd, &st) == 0) ? (double) st.st_size : NA_REAL;
+  int64_t size;
+  double now = (m != NULL && m->fd >= 0 && fm_file_size(m->fd, &size) == 0) ? (double) size : NA_REAL;
   mk_error("format", "'%s' shrank to %.0f bytes while mapped (the matrix needs %.0f): another "
            "program truncated or rewrote it. Open it again with fm_open().", path, now,
            m != NULL ? (double) m->map_len : NA_REAL);
@@ -301,10 +242,10 @@ void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n) {
 
 /* ---- files ------------------------------------------------------------------- */
 
-static int read_full(int fd, void *buf, size_t n, off_t at) {
+static int read_full(int fd, void *buf, size_t n, int64_t at) {
   char *p = (char *) buf;
   while (n > 0) {
-    ssize_t k = pread(fd, p, n, at);
+    int64_t k = fm_file_pread(fd, p, n, at);
     if (k < 0) { if (errno == EINTR) continue; return -1; }
     if (k == 0) { errno = 0; return -1; }
     p += k; n -= (size_t) k; at += k;
@@ -312,71 +253,31 @@ static int read_full(int fd, void *buf, size_t n, off_t at) {
   return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n, off_t at) {
+static int write_full(int fd, const void *buf, size_t n, int64_t at) {
   const char *p = (const char *) buf;
   while (n > 0) {
-    ssize_t k = pwrite(fd, p, n, at);
+    int64_t k = fm_file_pwrite(fd, p, n, at);
     if (k < 0) { if (errno == EINTR) continue; return -1; }
     p += k; n -= (size_t) k; at += k;
   }
   return 0;
 }
 
-/* Reserve the file's blocks now, so a full disk is an error here and never a
- * SIGBUS when a page is first written. Returns 0 or an errno value. */
-static int preallocate(int fd, off_t size) {
-#if defined(__APPLE__)
-  fstore_t st = {F_ALLOCATEALL | F_ALLOCATECONTIG, F_PEOFPOSMODE, 0, size, 0};
-  if (fcntl(fd, F_PREALLOCATE, &st) == -1) {
-    st.fst_flags = F_ALLOCATEALL;
-    if (fcntl(fd, F_PREALLOCATE, &st) == -1) return errno;
-  }
-  if (ftruncate(fd, size) != 0) return errno;
-  return 0;
-#else
-  int rc;
-  do { rc = posix_fallocate(fd, 0, size); } while (rc == EINTR);
-  return rc;
-#endif
-}
-
 static int full_disk(int e) {
-  return e == ENOSPC || e == EDQUOT || e == EFBIG;
-}
-
-static void *map_file(int fd, size_t len, int mode) {
-  int prot = PROT_READ | PROT_WRITE;
-  int flags = mode == FM_WRITE ? MAP_SHARED : MAP_PRIVATE;
-#ifdef MAP_NORESERVE
-  /* Private pages are only charged when written (copy-on-write). */
-  if (mode != FM_WRITE) flags |= MAP_NORESERVE;
+#ifdef EDQUOT
+  if (e == EDQUOT) return 1;
 #endif
-  return mmap(NULL, len, prot, flags, fd, 0);
+  return e == ENOSPC || e == EFBIG;
 }
 
-/* Open a regular file without ever blocking: O_NONBLOCK makes open() of a
- * FIFO return at once (it would wait for a writer), and fstat() then refuses
- * anything but a regular file. The flag is cleared again (it means nothing
- * for regular files, but says what the descriptor is for). */
-static void open_fd(fm_map *m, const char *path, int mode, off_t *size) {
-  int fd;
-  do {
-    fd = open(path, (mode == FM_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
-  } while (fd < 0 && errno == EINTR);
+/* Open a regular file (see fm_file_open(): never blocks, refuses a FIFO). */
+static void open_fd(fm_map *m, const char *path, int mode, int64_t *size) {
+  const char *kind;
+  int fd = fm_file_open(path, mode == FM_WRITE, size, &kind);
+  if (fd < 0 && kind != NULL)
+    FAIL_SYS(m, "file", errno, path, "Can't open '%s': it is a %s, not a regular file", path, kind);
   if (fd < 0) FAIL_SYS(m, "file", errno, path, "Can't open '%s'", path);
   m->fd = fd;
-  struct stat st;
-  if (fstat(fd, &st) != 0) FAIL_SYS(m, "file", errno, path, "Can't stat '%s'", path);
-  if (S_ISDIR(st.st_mode))
-    FAIL_SYS(m, "file", EISDIR, path, "Can't open '%s'", path);
-  if (!S_ISREG(st.st_mode))
-    FAIL_SYS(m, "file", EINVAL, path, "Can't open '%s': it is a %s, not a regular file", path,
-             S_ISFIFO(st.st_mode) ? "FIFO (named pipe)" : S_ISSOCK(st.st_mode) ? "socket" :
-             S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device" : "special file");
-  int fl = fcntl(fd, F_GETFL);
-  if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
-    FAIL_SYS(m, "file", errno, path, "Can't open '%s'", path);
-  *size = st.st_size;
 }
 
 /* ---- the header ----------------------------------------------------------------- */
@@ -426,7 +327,7 @@ static uint64_t header_sum(const unsigned char buf[HEADER_FIXED], uint32_t versi
 /* Read and check the header of an open file of `size` bytes. On success fills
  * *h and leaves the dimnames bytes (checked against the checksum) in
  * m->scratch. On failure releases m and signals. */
-static void read_header(fm_map *m, const char *path, off_t size, header_t *h) {
+static void read_header(fm_map *m, const char *path, int64_t size, header_t *h) {
   unsigned char buf[HEADER_FIXED];
   if (size < HEADER_FIXED)
     FAIL(m, "format", "'%s' is too short to be a memkit matrix file (%lld bytes; the header alone is %d).",
@@ -625,13 +526,13 @@ static int headerless_sum(int fd, int type, double nrow, double ncol, double off
   if (data <= (uint64_t) SAMPLE_BLOCKS * SAMPLE_BYTES) {
     for (uint64_t at = 0; at < data; at += SAMPLE_BYTES) {
       size_t n = (size_t) (data - at < SAMPLE_BYTES ? data - at : SAMPLE_BYTES);
-      if (read_full(fd, buf, n, (off_t) (f[3] + at)) != 0) return errno ? errno : -1;
+      if (read_full(fd, buf, n, (int64_t) (f[3] + at)) != 0) return errno ? errno : -1;
       h = mk_fnv1a(h, buf, n);
     }
   } else {
     for (uint64_t k = 0; k < SAMPLE_BLOCKS; k++) {
       uint64_t at = (data - SAMPLE_BYTES) * k / (SAMPLE_BLOCKS - 1);
-      if (read_full(fd, buf, SAMPLE_BYTES, (off_t) (f[3] + at)) != 0) return errno ? errno : -1;
+      if (read_full(fd, buf, SAMPLE_BYTES, (int64_t) (f[3] + at)) != 0) return errno ? errno : -1;
       h = mk_fnv1a(h, buf, SAMPLE_BYTES);
     }
   }
@@ -647,13 +548,13 @@ SEXP fm_fresh_state(SEXP x) {
   if (LOGICAL(VECTOR_ELT(st, FM_ST_HEADER))[0]) return st;
   fm_map *m = fm_map_of(x);
   const char *path = Rf_translateChar(STRING_ELT(VECTOR_ELT(st, FM_ST_PATH), 0));
-  struct stat sb;
-  if (m->fd < 0 || fstat(m->fd, &sb) != 0)
+  int64_t fsize;
+  if (m->fd < 0 || fm_file_size(m->fd, &fsize) != 0)
     mk_error_sys("file", m->fd < 0 ? EBADF : errno, path, "Can't save a reference to '%s'", path);
   uint64_t h;
   int e = headerless_sum(m->fd, m->type, REAL(VECTOR_ELT(st, FM_ST_NROW))[0],
                          REAL(VECTOR_ELT(st, FM_ST_NCOL))[0], REAL(VECTOR_ELT(st, FM_ST_OFFSET))[0],
-                         (double) sb.st_size, &h);
+                         (double) fsize, &h);
   if (e == -1) fm_shrunk_error(x);
   if (e != 0) mk_error_sys("file", e, path, "Can't save a reference to '%s'", path);
   char sum[17];
@@ -676,7 +577,7 @@ SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
   int nprot = 0;
   SEXP xp = PROTECT(fm_new_map_xptr()); nprot++;
   fm_map *m = (fm_map *) R_ExternalPtrAddr(xp);
-  off_t size;
+  int64_t size;
   open_fd(m, path, mode, &size);
   char sum[17];
   size_t elt = fm_elt_size(type);
@@ -695,8 +596,8 @@ SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
   } else {
     double need = offset + nrow * ncol * (double) elt;
     if (elt == 0 || fmod(offset, (double) elt) != 0)
-      FAIL(m, "argument", "`offset` (%.0f) must be a multiple of the %zu-byte element size of %s.",
-           offset, elt, type_name(type));
+      FAIL(m, "argument", "`offset` (%.0f) must be a multiple of the %d-byte element size of %s.",
+           offset, (int) elt, type_name(type));
     if (need > MAX_BYTES || (double) size < need)
       FAIL(m, "format", "'%s' is %lld bytes, too short for a %.0f x %.0f %s matrix at offset %.0f "
            "(%.0f bytes).", path, (long long) size, nrow, ncol, type_name(type), offset, need);
@@ -712,10 +613,11 @@ SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
   m->mode = mode;
   m->length = (R_xlen_t) (nrow * ncol);
   if (m->length > 0) {
-    bus_install(m);
+    if (fm_guard_install() != 0)
+      FAIL_SYS(m, "system", errno, NULL, "Can't install memkit's SIGBUS handler");
     size_t len = (size_t) (offset + (double) m->length * (double) elt);
-    void *p = map_file(m->fd, len, mode);
-    if (p == MAP_FAILED)
+    void *p = fm_view_map(m->fd, len, mode);
+    if (p == NULL)
       FAIL_SYS(m, "file", errno, path, "Can't map '%s' (%.0f bytes)", path, (double) len);
     m->base = p;
     m->map_len = len;
@@ -745,11 +647,11 @@ SEXP fm_duplicate_private(SEXP x) {
   if (src->length > 0) {
     if (src->fd < 0) FAIL_SYS(m, "file", EBADF, path, "Can't copy the matrix in '%s'", path);
     if (!fm_size_ok(src)) { unmap(m); fm_shrunk_error(x); }
-    int fd = fcntl(src->fd, F_DUPFD_CLOEXEC, 0);
+    int fd = fm_file_dup(src->fd);
     if (fd < 0) FAIL_SYS(m, "file", errno, path, "Can't copy the matrix in '%s'", path);
     m->fd = fd;
-    void *p = map_file(fd, src->map_len, FM_COPY);
-    if (p == MAP_FAILED) FAIL_SYS(m, "file", errno, path, "Can't map '%s'", path);
+    void *p = fm_view_map(fd, src->map_len, FM_COPY);
+    if (p == NULL) FAIL_SYS(m, "file", errno, path, "Can't map '%s'", path);
     m->base = p;
     m->map_len = src->map_len;
     m->data = (char *) p + (src->data - (char *) src->base);
@@ -783,22 +685,6 @@ static int type_arg(SEXP type) {
   if (t == NILSXP)
     mk_error("type", "`type` must be one of \"double\", \"integer\", \"logical\" or \"raw\".");
   return t;
-}
-
-static void random_id(unsigned char id[16]) {
-  int ok = 0;
-  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ok = read_full(fd, id, 16, 0) == 0;
-    close(fd);
-  }
-  if (!ok) {
-    double t = mk_now();
-    long pid = (long) getpid();
-    uint64_t a = mk_fnv1a(MK_FNV_SEED, &t, sizeof t), b = mk_fnv1a(a, &pid, sizeof pid);
-    memcpy(id, &a, 8);
-    memcpy(id + 8, &b, 8);
-  }
 }
 
 /* Create `tmp` (which must not exist), preallocate it, write the header and
@@ -842,7 +728,7 @@ SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP di
   header_t h = {FM_VERSION, BYTE_ORDER_PROBE, (uint32_t) type_code(t), (uint32_t) elt,
                 (uint64_t) nr, (uint64_t) nc, (uint64_t) offset, (uint64_t) dn_len, 0};
   unsigned char id[16];
-  random_id(id);
+  fm_random_id(id);
   header_pack(&h, id, hbuf);
   if (dimnames != R_NilValue) {
     unsigned char *p = hbuf + HEADER_FIXED;
@@ -854,30 +740,32 @@ SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP di
   h.checksum = header_sum(hbuf, FM_VERSION, hbuf + HEADER_FIXED, (size_t) dn_len);
   memcpy(hbuf + 72, &h.checksum, 8);
 
-  int fd;
-  do {
-    fd = open(tpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  } while (fd < 0 && errno == EINTR);
+  int fd = fm_file_create(tpath);
   if (fd < 0) FAIL_SYS(m, "file", errno, final, "Can't create '%s'", final);
   m->fd = fd;
-  int rc = preallocate(fd, (off_t) total);
+  int rc = fm_file_reserve(fd, (int64_t) total);
   if (rc == 0 && write_full(fd, hbuf, (size_t) offset, 0) != 0) rc = errno;
   scratch_free(m);
   if (rc != 0) {
     unmap(m);
-    unlink(tpath);
+    fm_file_remove(tpath);
     mk_error_sys(full_disk(rc) ? "disk" : "file", rc, final, "Can't create '%s' (%.0f bytes)",
                  final, total);
   }
   m->type = t;
   m->mode = FM_WRITE;
   m->length = (R_xlen_t) (nr * nc);
-  bus_install(m);
-  void *p = map_file(fd, (size_t) total, FM_WRITE);
-  if (p == MAP_FAILED) {
+  if (fm_guard_install() != 0) {
     int e = errno;
     unmap(m);
-    unlink(tpath);
+    fm_file_remove(tpath);
+    mk_error_sys("system", e, NULL, "Can't install memkit's SIGBUS handler");
+  }
+  void *p = fm_view_map(fd, (size_t) total, FM_WRITE);
+  if (p == NULL) {
+    int e = errno;
+    unmap(m);
+    fm_file_remove(tpath);
     mk_error_sys("file", e, final, "Can't map '%s' (%.0f bytes)", final, total);
   }
   m->base = p;
@@ -902,13 +790,13 @@ SEXP ffi_fm_header(SEXP path) {
   const char *p = CHAR(STRING_ELT(s_path, 0));
   SEXP xp = PROTECT(fm_new_map_xptr()); nprot++;
   fm_map *m = (fm_map *) R_ExternalPtrAddr(xp);
-  off_t size;
+  int64_t size;
   open_fd(m, p, FM_READ, &size);
   header_t h;
   read_header(m, p, size, &h);
   /* The bytes stay owned by xp while R allocates (which may longjmp); the
    * descriptor is no longer needed. */
-  close(m->fd);
+  fm_file_close(m->fd);
   m->fd = -1;
   SEXP dn = PROTECT(dn_decode((const unsigned char *) m->scratch, (size_t) h.dn_len, h.nrow,
                               h.ncol, p)); nprot++;
@@ -1175,21 +1063,20 @@ SEXP ffi_fm_read_block(SEXP x, SEXP margin, SEXP from, SEXP count) {
   return out;
 }
 
-/* msync(MS_SYNC), then fsync: every write is on disk when this returns. */
+/* The mapping's pages, then the file: every write is on disk when this
+ * returns. */
 SEXP ffi_fm_flush(SEXP x) {
   if (!fm_is_fm(x)) mk_error("type", "`x` must be a file-backed matrix.");
   fm_map *m = fm_map_of(x);
   if (m->mode != FM_WRITE || m->base == NULL) return Rf_ScalarLogical(FALSE);
   const char *path = Rf_translateChar(STRING_ELT(VECTOR_ELT(fm_state_of(x), FM_ST_PATH), 0));
-  if (msync(m->base, m->map_len, MS_SYNC) != 0)
-    mk_error_sys(full_disk(errno) ? "disk" : "file", errno, path, "Can't write '%s' to disk", path);
-  if (m->fd >= 0 && fsync(m->fd) != 0)
+  if (fm_view_flush(m->fd, m->base, m->map_len) != 0)
     mk_error_sys(full_disk(errno) ? "disk" : "file", errno, path, "Can't write '%s' to disk", path);
   return Rf_ScalarLogical(TRUE);
 }
 
 /* What fm_info() shows: the state, the file's size now, and how many bytes of
- * the mapping are resident in memory (mincore; NA when it can't tell). */
+ * the mapping are resident in memory (NA when the system can't tell). */
 SEXP ffi_fm_info(SEXP x) {
   int nprot = 0;
   if (!fm_is_fm(x)) mk_error("type", "`x` must be a file-backed matrix.");
@@ -1197,29 +1084,11 @@ SEXP ffi_fm_info(SEXP x) {
   SEXP st = fm_state_of(x);
   const char *path = Rf_translateChar(STRING_ELT(VECTOR_ELT(st, FM_ST_PATH), 0));
   double size = NA_REAL, resident = NA_REAL;
-  struct stat sb;
-  if ((m->fd >= 0 && fstat(m->fd, &sb) == 0) || stat(path, &sb) == 0) size = (double) sb.st_size;
-  long page = sysconf(_SC_PAGESIZE);
-  if (m->base == NULL) {
-    resident = 0;
-  } else if (page > 0) {
-    size_t pages = (m->map_len + (size_t) page - 1) / (size_t) page;
-    unsigned char *vec = (unsigned char *) malloc(pages);
-    if (vec != NULL) {
-#if defined(__APPLE__)
-      int rc = mincore(m->base, m->map_len, (char *) vec);
-#else
-      int rc = mincore(m->base, m->map_len, vec);
-#endif
-      if (rc == 0) {
-        size_t n = 0;
-        for (size_t k = 0; k < pages; k++) n += vec[k] & 1;
-        resident = (double) n * (double) page;
-        if (resident > (double) m->map_len) resident = (double) m->map_len;
-      }
-      free(vec);
-    }
-  }
+  int64_t fsize;
+  if ((m->fd >= 0 && fm_file_size(m->fd, &fsize) == 0) || fm_path_size(path, &fsize) == 0)
+    size = (double) fsize;
+  double r = fm_view_resident(m->base, m->map_len);
+  if (r >= 0) resident = r;
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 3)); nprot++;
   SET_VECTOR_ELT(out, 0, st);
   SET_VECTOR_ELT(out, 1, Rf_ScalarReal(size));
@@ -1233,35 +1102,6 @@ SEXP ffi_fm_info(SEXP x) {
   return out;
 }
 
-#else /* _WIN32 */
-
-/* Windows: the package installs, and every entry point says clearly that
- * file-backed matrices are not supported there yet. */
-#define UNSUPPORTED() \
-  mk_error("unsupported", "File-backed matrices are not supported on Windows yet.")
-
-void fm_shrunk_error(SEXP x) { UNSUPPORTED(); }
-void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n) { UNSUPPORTED(); }
-int fm_size_ok(const fm_map *m) { return 1; }
-SEXP fm_fresh_state(SEXP x) { UNSUPPORTED(); }
-SEXP fm_new_map_xptr(void) { UNSUPPORTED(); }
-SEXP fm_attach(const char *path, int mode, int type, double nrow, double ncol,
-               double offset, int header, const char *checksum) { UNSUPPORTED(); }
-SEXP fm_duplicate_private(SEXP x) { UNSUPPORTED(); }
-SEXP ffi_fm_create(SEXP path, SEXP tmp, SEXP type, SEXP nrow, SEXP ncol, SEXP dimnames) {
-  UNSUPPORTED();
-}
-SEXP ffi_fm_header(SEXP path) { UNSUPPORTED(); }
-SEXP ffi_fm_open(SEXP path, SEXP mode, SEXP type, SEXP nrow, SEXP ncol, SEXP offset,
-                 SEXP header, SEXP checksum, SEXP dimnames) { UNSUPPORTED(); }
-SEXP ffi_fm_fill(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n) { UNSUPPORTED(); }
-SEXP ffi_fm_write(SEXP x, SEXP value, SEXP i, SEXP j) { UNSUPPORTED(); }
-SEXP ffi_fm_read(SEXP x, SEXP i, SEXP j) { UNSUPPORTED(); }
-SEXP ffi_fm_read_block(SEXP x, SEXP margin, SEXP from, SEXP count) { UNSUPPORTED(); }
-SEXP ffi_fm_flush(SEXP x) { UNSUPPORTED(); }
-SEXP ffi_fm_info(SEXP x) { UNSUPPORTED(); }
-
-#endif /* _WIN32 */
 
 SEXP ffi_fm_is(SEXP x) {
   return Rf_ScalarLogical(fm_is_fm(x));

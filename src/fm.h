@@ -18,19 +18,15 @@
 #include <Rinternals.h>
 #include <R_ext/Altrep.h>
 #include <R_ext/Rdynload.h>
-#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "errors.h"
 
-/* Modes. FM_COPY is a private copy-on-write view made by duplicating a
- * read-only matrix: it starts equal to the file, never writes it, and is
- * serialized by value. */
-enum { FM_READ = 0, FM_WRITE = 1, FM_COPY = 2 };
+#include "fm_map.h" /* the platform layer: files, views, the guard */
 
 typedef struct {
-  void *base;       /* address mmap() returned; NULL when not mapped */
+  void *base;       /* address fm_view_map() returned; NULL when not mapped */
   size_t map_len;   /* bytes mapped from file offset 0; the file must keep them */
   char *data;       /* first element: base + data offset */
   R_xlen_t length;  /* elements */
@@ -75,45 +71,11 @@ SEXP fm_fresh_state(SEXP x);               /* the state to serialize (see fm.c) 
  * it already holds still ends the process (documented in ?fm_open).
  *
  * Inside a guarded region: no R API call, nothing that allocates, and no
- * local changed there that is used after a fault (setjmp's rules). */
+ * local changed there that is used after a fault (setjmp's rules). The macros
+ * FM_GUARD_BEGIN/END are the platform layer's (fm_map.h). */
 void fm_shrunk_error(SEXP x) MK_NORETURN;  /* the classed error */
 int fm_size_ok(const fm_map *m);           /* the file still covers the mapping? */
 void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n); /* memcpy, guarded */
 
-#ifdef _WIN32
-/* No mappings on Windows (every entry point says so): nothing to guard. */
-# define FM_GUARD_BEGIN(x) {
-# define FM_GUARD_END }
-#else
-# if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
-#  define FM_TLS _Thread_local
-# else
-#  define FM_TLS __thread
-# endif
-/* The initial-exec model makes each access one load or store at a fixed
- * offset from the thread pointer instead of a call to __tls_get_addr(): the
- * guard runs once per element in Elt. It takes 8 bytes of the static TLS
- * space the C library keeps for libraries loaded later. */
-# if defined(__GNUC__) || defined(__clang__)
-#  define FM_THREAD_LOCAL FM_TLS __attribute__((tls_model("initial-exec")))
-# else
-#  define FM_THREAD_LOCAL FM_TLS
-# endif
-/* Per thread: a SIGBUS in another thread (a BLAS worker reading through a
- * data pointer) must never jump to this thread's stack. */
-extern FM_THREAD_LOCAL sigjmp_buf *volatile fm_bus_jmp;
-
-#define FM_GUARD_BEGIN(x)                                                     \
-  {                                                                           \
-    sigjmp_buf fm_jb_;                                                        \
-    if (sigsetjmp(fm_jb_, 0) != 0) {                                          \
-      fm_bus_jmp = NULL;                                                      \
-      fm_shrunk_error(x);                                                     \
-    }                                                                         \
-    fm_bus_jmp = &fm_jb_;
-#define FM_GUARD_END                                                          \
-    fm_bus_jmp = NULL;                                                        \
-  }
-#endif /* _WIN32 */
 
 #endif

@@ -33,41 +33,34 @@
  *    the anchor created with the sentinel now firing is still its successor.
  *
  * One tracer per process; R/gctrace.R nests traces as views over it.
+ *
+ * Windows has no name for a pipe that R's file() can open: there the reports
+ * go to a spool file that the reader thread follows (gctrace_spool.h), and
+ * everything about pipes, descriptors and fork() below is POSIX only. The
+ * parser, the sentinel and the read-out are the same everywhere.
  */
 #define _GNU_SOURCE
 
 #include "memkit.h"
 #include "errors.h"
 
-#ifdef _WIN32
-/* Windows has no pipe on which a file() connection can be opened by name;
- * R/gctrace.R refuses before reaching these. */
-#define MK_UNSUPPORTED \
-  mk_error("unsupported", "GC tracing needs a Unix-alike."); \
-  return R_NilValue;
-SEXP ffi_gctrace_open(void) { MK_UNSUPPORTED }
-SEXP ffi_gctrace_close(SEXP handle) { (void) handle; MK_UNSUPPORTED }
-SEXP ffi_gctrace_adopt(SEXP handle) { (void) handle; MK_UNSUPPORTED }
-SEXP ffi_gctrace_arm(SEXP hook) { (void) hook; MK_UNSUPPORTED }
-SEXP ffi_gctrace_disarm(void) { MK_UNSUPPORTED }
-SEXP ffi_gctrace_records(SEXP from) { (void) from; MK_UNSUPPORTED }
-SEXP ffi_gctrace_callbacks(SEXP from) { (void) from; MK_UNSUPPORTED }
-SEXP ffi_gctrace_text(void) { MK_UNSUPPORTED }
-#else
-
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
+#ifdef _WIN32
+# include "gctrace_spool.h"
+#else
+# include <dirent.h>
+# include <fcntl.h>
+# include <poll.h>
+# include <signal.h>
+# include <sys/stat.h>
+# include <unistd.h>
+#endif
 
 #include "utils.h"
 
@@ -103,6 +96,9 @@ static struct {
   int open;             /* pipe and thread exist */
   int rfd, wfd;         /* the pipe */
   int wake[2];          /* tells the thread to finish */
+#ifdef _WIN32
+  gc_spool *spool;      /* Windows: the spool file instead of the pipe */
+#endif
   pthread_t thread;
   int thread_started;
   pthread_mutex_t mu;
@@ -223,6 +219,14 @@ static void feed(stream_t *s, const char *buf, size_t n, double now) {
  * Returns 0 at end of file, 1 otherwise. */
 static int drain_locked(void) {
   char buf[65536];
+#ifdef _WIN32
+  /* The spool's end is where R has written so far; it has no end of file. */
+  for (;;) {
+    long n = G.spool != NULL ? gc_spool_read(G.spool, buf, sizeof buf) : 0;
+    if (n <= 0) return 1;
+    feed(&G.s, buf, (size_t) n, mk_now());
+  }
+#else
   for (;;) {
     ssize_t n = read(G.rfd, buf, sizeof buf);
     if (n > 0) {
@@ -233,6 +237,7 @@ static int drain_locked(void) {
     if (errno == EINTR) continue;
     return 1;
   }
+#endif
 }
 
 static void drain(void) {
@@ -242,6 +247,21 @@ static void drain(void) {
   pthread_mutex_unlock(&G.mu);
 }
 
+#ifdef _WIN32
+/* Follow the spool's end every SPOOL_POLL_MS: a report is stamped at most
+ * that much after R wrote it (the sentinel drains at once on R's thread). */
+#define SPOOL_POLL_MS 5
+static void *reader_main(void *arg) {
+  (void) arg;
+  for (;;) {
+    pthread_mutex_lock(&G.mu);
+    drain_locked();
+    pthread_mutex_unlock(&G.mu);
+    if (gc_spool_wait(G.spool, SPOOL_POLL_MS)) break;
+  }
+  return NULL;
+}
+#else
 static void *reader_main(void *arg) {
   (void) arg;
   struct pollfd fds[2];
@@ -271,6 +291,7 @@ static void *reader_main(void *arg) {
   }
   return NULL;
 }
+#endif
 
 /* ---- opening and closing ----------------------------------------------- */
 
@@ -278,10 +299,12 @@ static void check_handle(SEXP handle) {
   if (TYPEOF(handle) != EXTPTRSXP) mk_error("type", "`handle` must be a GC trace handle.");
 }
 
+#ifndef _WIN32
 static void close_fd(int *fd) {
   if (*fd >= 0) close(*fd);
   *fd = -1;
 }
+#endif
 
 static void stream_free(void) {
   free(G.s.recs);
@@ -290,6 +313,15 @@ static void stream_free(void) {
 }
 
 static void teardown(void) {
+#ifdef _WIN32
+  if (G.thread_started) {
+    gc_spool_stop(G.spool);
+    pthread_join(G.thread, NULL);
+    G.thread_started = 0;
+  }
+  gc_spool_close(G.spool);
+  G.spool = NULL;
+#else
   if (G.thread_started) {
     char c = 1;
     ssize_t w;
@@ -301,6 +333,7 @@ static void teardown(void) {
   close_fd(&G.rfd);
   close_fd(&G.wake[0]);
   close_fd(&G.wake[1]);
+#endif
   stream_free();
   G.nadopted = 0;
   G.open = 0;
@@ -313,6 +346,7 @@ static void handle_finalize(SEXP handle) {
   if (handle == G.owner) teardown();
 }
 
+#ifndef _WIN32
 /* Set `flag` in the descriptor flags (F_GETFD/F_SETFD) or the status flags
  * (F_GETFL/F_SETFL) of `fd`. -1 with errno set on failure. */
 static int add_flag(int fd, int get, int set, int flag) {
@@ -409,6 +443,14 @@ SEXP ffi_gctrace_adopt(SEXP handle) {
   }
   return Rf_ScalarInteger(G.nadopted);
 }
+#else
+/* No fork() and no descriptors to inherit on exec: nothing to adopt. */
+SEXP ffi_gctrace_adopt(SEXP handle) {
+  check_handle(handle);
+  if (!G.open || R_ExternalPtrAddr(handle) == NULL) mk_error("state", "The GC trace pipe is closed.");
+  return Rf_ScalarInteger(0);
+}
+#endif
 
 /* Undo a half-finished ffi_gctrace_open() and signal the error: the handle
  * lets go first, so that its finalizer (run later) finds nothing to do. */
@@ -421,8 +463,10 @@ static void open_failed(SEXP handle, int err, const char *what, const char *msg)
 
 /* Open the pipe and start the reader. Returns an external pointer that owns
  * both (its finalizer closes them) with the write end's fd in attribute
- * "fd". The pointer exists, with its finalizer, before anything it owns. */
-SEXP ffi_gctrace_open(void) {
+ * "fd". The pointer exists, with its finalizer, before anything it owns.
+ * On Windows `spool` is the path of the spool file to create (R's tempfile())
+ * and "fd" is -1; elsewhere it is NULL. */
+SEXP ffi_gctrace_open(SEXP spool) {
   if (G.open || G.rfd >= 0) mk_error("state", "A GC trace pipe is already open.");
   int nprot = 0;
   SEXP handle = PROTECT(R_MakeExternalPtr(NULL, R_NilValue, R_NilValue)); nprot++;
@@ -438,6 +482,22 @@ SEXP ffi_gctrace_open(void) {
   /* From here on the handle owns G's descriptors and thread. */
   R_SetExternalPtrAddr(handle, &G);
 
+#ifdef _WIN32
+  if (TYPEOF(spool) != STRSXP || XLENGTH(spool) != 1 || STRING_ELT(spool, 0) == NA_STRING)
+    open_failed(handle, EINVAL, "spool", "The GC trace needs the path of its spool file");
+  const char *spath = Rf_translateChar(STRING_ELT(spool, 0));
+  G.spool = gc_spool_open(spath);
+  if (G.spool == NULL) open_failed(handle, errno, spath, "Can't create the GC trace's spool file");
+  int rc = pthread_create(&G.thread, NULL, reader_main, NULL);
+  if (rc != 0) open_failed(handle, rc, "pthread_create", "Can't start the GC report reader");
+  G.thread_started = 1;
+  G.open = 1;
+  G.owner = handle;
+  INTEGER(fdattr)[0] = -1;
+  UNPROTECT(nprot);
+  return handle;
+#else
+  (void) spool;
   int p[2];
   if (make_pipe(p) != 0) open_failed(handle, errno, "pipe", "Can't create a pipe");
   G.rfd = p[0];
@@ -468,6 +528,7 @@ SEXP ffi_gctrace_open(void) {
   INTEGER(fdattr)[0] = G.wfd;
   UNPROTECT(nprot);
   return handle;
+#endif
 }
 
 /* Stop the reader after it has read everything, close every fd. R closes
@@ -477,7 +538,9 @@ SEXP ffi_gctrace_close(SEXP handle) {
   if (R_ExternalPtrAddr(handle) != NULL) {
     R_ClearExternalPtr(handle);
     if (handle == G.owner) {
+#ifndef _WIN32
       close_fd(&G.wfd);
+#endif
       if (G.open) drain();
       teardown();
     }
@@ -806,4 +869,3 @@ SEXP ffi_gctrace_callbacks(SEXP from_) {
   return out;
 }
 
-#endif /* _WIN32 */

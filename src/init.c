@@ -47,7 +47,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_is, 1),
 
   /* GC tracing */
-  CALLDEF(ffi_gctrace_open, 0),
+  CALLDEF(ffi_gctrace_open, 1),
   CALLDEF(ffi_gctrace_close, 1),
   CALLDEF(ffi_gctrace_adopt, 1),
   CALLDEF(ffi_gctrace_arm, 1),

@@ -45,7 +45,7 @@ SEXP ffi_fm_info(SEXP x);
 SEXP ffi_fm_is(SEXP x);
 
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
-SEXP ffi_gctrace_open(void);
+SEXP ffi_gctrace_open(SEXP spool);
 SEXP ffi_gctrace_close(SEXP handle);
 SEXP ffi_gctrace_adopt(SEXP handle);
 SEXP ffi_gctrace_arm(SEXP hook);

@@ -17,40 +17,16 @@
  * The exact peak comes from the kernel, not from sampling: VmHWM in
  * /proc/self/status is the highest resident size since the last reset, and
  * writing "5" to /proc/self/clear_refs (Linux >= 4.0) resets it to the
- * current resident size. Elsewhere getrusage()'s ru_maxrss gives the peak
- * since the process started, which cannot be reset.
+ * current resident size. Elsewhere (macOS's resident_size_peak, Windows's
+ * PeakWorkingSetSize, getrusage()'s ru_maxrss) the peak is the one since the
+ * process started, which cannot be reset.
+ *
+ * The readings are the platform's (procmem.h, through utils.h). The thread
+ * is a POSIX thread everywhere: on Windows that of R's toolchain
+ * (winpthreads), which has no signals to block.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#if defined(_WIN32)
-/* Windows has no POSIX signals or /proc; until a sampler built on its thread
- * and process APIs exists, mem_profile() says so with a classed error and
- * mem_peak() falls back to nothing (method "none"). */
-#include "memkit.h"
-#include "errors.h"
-
-SEXP ffi_sampler_start(SEXP interval) {
-  (void) interval;
-  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
-}
-SEXP ffi_sampler_stop(SEXP sampler) {
-  (void) sampler;
-  mk_error("unsupported", "Memory sampling is not available on Windows yet.");
-}
-SEXP ffi_sampler_peak(void) {
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
-  SEXP names = PROTECT(Rf_allocVector(STRSXP, 2));
-  SET_VECTOR_ELT(out, 0, Rf_ScalarReal(NA_REAL));
-  SET_VECTOR_ELT(out, 1, Rf_ScalarString(NA_STRING));
-  SET_STRING_ELT(names, 0, Rf_mkChar("bytes"));
-  SET_STRING_ELT(names, 1, Rf_mkChar("source"));
-  Rf_setAttrib(out, R_NamesSymbol, names);
-  UNPROTECT(2);
-  return out;
-}
-SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
-
-#else /* POSIX */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,17 +35,18 @@ SEXP ffi_sampler_reset(void) { return Rf_ScalarLogical(FALSE); }
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "memkit.h"
 #include "errors.h"
 #include "utils.h"
+#include "procmem.h"
 
-/* pthread_condattr_setclock() is POSIX but missing on macOS; there the
- * waits use the real-time clock (the timestamps still use mk_now()). */
-#if defined(__APPLE__)
+/* pthread_condattr_setclock() is POSIX but missing on macOS, and winpthreads
+ * accepts it but always waits on the real-time clock; there the waits use the
+ * real-time clock (the timestamps still use mk_now()). */
+#if defined(__APPLE__) || defined(_WIN32)
 # define WAIT_CLOCK CLOCK_REALTIME
 #else
 # define WAIT_CLOCK CLOCK_MONOTONIC
@@ -254,14 +231,18 @@ SEXP ffi_sampler_start(SEXP interval) {
   }
   s->have_sync = 1;
 
+  s->pid = getpid();
+#if defined(_WIN32)
+  rc = pthread_create(&s->thread, NULL, sampler_main, s);
+#else
   /* The thread inherits the signal mask: block everything while creating it
    * so that signals meant for R are never delivered to the sampler. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  s->pid = getpid();
   rc = pthread_create(&s->thread, NULL, sampler_main, s);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
   if (rc != 0) mk_error_sys("system", rc, NULL, "Cannot start the sampler thread");
   s->have_thread = 1;
 
@@ -299,47 +280,14 @@ SEXP ffi_sampler_stop(SEXP ptr) {
   return out;
 }
 
-/* VmHWM from /proc/self/status in bytes, or -1. */
-static double read_hwm(void) {
-#if defined(__linux__)
-  FILE *f = fopen("/proc/self/status", "re");
-  if (f == NULL) return -1;
-  char line[256];
-  double out = -1;
-  while (fgets(line, sizeof line, f) != NULL) {
-    unsigned long kb;
-    if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) {
-      out = (double) kb * 1024.0;
-      break;
-    }
-  }
-  fclose(f);
-  return out;
-#else
-  return -1;
-#endif
-}
-
 /* The process's peak resident memory as list(bytes, source): source is
- * "VmHWM" (resettable) or "ru_maxrss" (since the process started). */
+ * "VmHWM" (resettable) or what gives the peak since the process started
+ * (procmem.h). */
 SEXP ffi_sampler_peak(void) {
   int nprot = 0;
-  double bytes = read_hwm();
-  const char *source = "VmHWM";
-  if (bytes < 0) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0) {
-#if defined(__APPLE__)
-      bytes = (double) ru.ru_maxrss;          /* bytes on macOS */
-#else
-      bytes = (double) ru.ru_maxrss * 1024.0; /* kilobytes elsewhere */
-#endif
-      source = "ru_maxrss";
-    } else {
-      bytes = NA_REAL;
-      source = NULL;
-    }
-  }
+  const char *source = NULL;
+  double bytes = mk_mem_peak(&source);
+  if (bytes < 0) bytes = NA_REAL;
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
   SEXP names = PROTECT(Rf_allocVector(STRSXP, 2)); nprot++;
   SET_VECTOR_ELT(out, 0, Rf_ScalarReal(bytes));
@@ -354,16 +302,6 @@ SEXP ffi_sampler_peak(void) {
 /* Reset the kernel's high-water mark to the current resident size. TRUE if
  * the system allowed it. */
 SEXP ffi_sampler_reset(void) {
-#if defined(__linux__)
-  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Rf_ScalarLogical(FALSE);
-  ssize_t n = write(fd, "5", 1);
-  close(fd);
-  return Rf_ScalarLogical(n == 1);
-#else
-  return Rf_ScalarLogical(FALSE);
-#endif
+  return Rf_ScalarLogical(mk_mem_peak_reset() ? TRUE : FALSE);
 }
 
-
-#endif /* POSIX */

@@ -1,20 +1,13 @@
 #define _POSIX_C_SOURCE 200809L
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
-#ifdef __GLIBC__
-# include <malloc.h>
-#endif
-#ifdef __APPLE__
-# include <mach/mach.h>
-#endif
 
 #include "memkit.h"
 #include "errors.h"
 #include "utils.h"
+#include "procmem.h"
 
 double mk_now(void) {
   struct timespec ts;
@@ -22,45 +15,24 @@ double mk_now(void) {
   return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+/* The readings are the platform's (procmem.h); here -1 becomes NA. */
 int mk_rss_open(void) {
-#if defined(__linux__)
-  return open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-#else
-  return -1;
-#endif
+  return mk_mem_open();
+}
+
+void mk_rss_close(int fd) {
+  mk_mem_close(fd);
 }
 
 double mk_rss_read(int fd) {
-#if defined(__linux__)
-  /* statm: size resident shared text lib data dt, in pages. One pread() of a
-   * small buffer at offset 0 re-reads the file without reopening it; cheaper
-   * than parsing /proc/self/status. */
-  if (fd < 0) return NA_REAL;
-  long page = sysconf(_SC_PAGESIZE);
-  char buf[256];
-  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-  if (n <= 0) return NA_REAL;
-  buf[n] = '\0';
-  unsigned long size = 0, resident = 0;
-  if (sscanf(buf, "%lu %lu", &size, &resident) != 2) return NA_REAL;
-  return (double) resident * (double) page;
-#elif defined(__APPLE__)
-  (void) fd;
-  mach_task_basic_info_data_t info;
-  mach_msg_type_number_t count = MACH_TASK_BASIC_INFO_COUNT;
-  if (task_info(mach_task_self(), MACH_TASK_BASIC_INFO, (task_info_t) &info, &count) != KERN_SUCCESS)
-    return NA_REAL;
-  return (double) info.resident_size;
-#else
-  (void) fd;
-  return NA_REAL;
-#endif
+  double r = mk_mem_resident(fd);
+  return r < 0 ? NA_REAL : r;
 }
 
 double mk_rss_bytes(void) {
   int fd = mk_rss_open();
   double rss = mk_rss_read(fd);
-  if (fd >= 0) close(fd);
+  mk_rss_close(fd);
   return rss;
 }
 
@@ -84,19 +56,17 @@ SEXP ffi_utils_rss(void) {
 }
 
 /* Give the C allocator's free memory back to the system (glibc's
- * malloc_trim(): the top of each arena and whole free pages inside them).
+ * malloc_trim(): the top of each arena and whole free pages inside them;
+ * macOS: malloc_zone_pressure_relief(); Windows: _heapmin(); procmem.h).
  * mem_gc(trim = TRUE) reports what that gave back; mem_leaks() trims before
  * each reading so that resident memory measures what is in use rather than
  * what the allocator keeps cached (a native leak would otherwise be served
  * from freed, already resident memory and not show). TRUE if memory was
- * returned, FALSE if none was, NA where there is no malloc_trim (not the GNU
- * C library). */
+ * returned (on Windows: the heap was compacted), FALSE if none was, NA
+ * where the system has no way to (other C libraries). */
 SEXP ffi_utils_trim(void) {
-#ifdef __GLIBC__
-  return Rf_ScalarLogical(malloc_trim(0) ? TRUE : FALSE);
-#else
-  return Rf_ScalarLogical(NA_LOGICAL);
-#endif
+  int r = mk_mem_trim();
+  return Rf_ScalarLogical(r < 0 ? NA_LOGICAL : r ? TRUE : FALSE);
 }
 
 SEXP ffi_utils_now(void) {

@@ -11,8 +11,9 @@
 double mk_now(void);
 
 /* The process's resident memory in bytes (Linux: /proc/self/statm; macOS:
- * task_info; elsewhere NA_REAL). Safe to call from any thread; never touches
- * R (NA_REAL is a plain double here). */
+ * task_info; Windows: the working set; elsewhere NA_REAL; see procmem.h).
+ * Safe to call from any thread; never touches R (NA_REAL is a plain double
+ * here). */
 double mk_rss_bytes(void);
 
 /* The same, split for callers that read it often (the sampler thread):
@@ -20,6 +21,7 @@ double mk_rss_bytes(void);
  * none, or on failure with errno set), mk_rss_read(fd) one reading. */
 int mk_rss_open(void);
 double mk_rss_read(int fd);
+void mk_rss_close(int fd);
 
 /* The one growth rule of memkit's C-side stacks and buffers: room for more
  * items in the malloc'd array `p` of *cap items of `size` bytes. Returns the

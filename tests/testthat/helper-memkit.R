@@ -12,6 +12,14 @@ skip_if_not_linux <- function() {
   skip_if_not(Sys.info()[["sysname"]] == "Linux", "Linux only")
 }
 
+# Skip where `fun` is documented unsupported (R/platforms.R), and only there.
+# test-platforms.R checks that every test calling such a function has this
+# skip, in its block or at the top of its file.
+skip_if_unsupported <- function(fun) {
+  skip_if(!memkit:::platform_supports(fun),
+          sprintf("%s() is not supported on %s", fun, memkit:::platform_os()))
+}
+
 # Run `fun` in a fresh R process and return its value (crash paths are tested
 # there, never in the test process). Returns a list(ok, value, error, status).
 in_child <- function(fun, args = list(), timeout = 120) {

@@ -1,3 +1,7 @@
+# GC tracing (R/gctrace*.R, src/gctrace.c).
+
+skip_if_unsupported("gc_trace")
+
 # Ground truth is R's own collection counter: a gcinfo report captured from
 # gc(verbose = TRUE) gives R's collection number and per-level totals.
 gc_report <- function() {
@@ -403,7 +407,7 @@ test_that("gc_triggers() gives gc()'s triggers and the growth settings", {
 
 test_that("the report parser separates R's reports from other text", {
   skip_if_not_linux()
-  h <- .Call(memkit:::ffi_gctrace_open)
+  h <- .Call(memkit:::ffi_gctrace_open, NULL)
   on.exit(.Call(memkit:::ffi_gctrace_close, h))
   con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
   # Text without a newline, then a report on the same line, as happens when

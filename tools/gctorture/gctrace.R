@@ -11,19 +11,19 @@ gct_feed <- function(h, lines) {
   writeLines(lines, con)
 }
 cases$ffi_gctrace_open <- function() {
-  h <- .Call(ns$ffi_gctrace_open)
+  h <- .Call(ns$ffi_gctrace_open, NULL)
   on.exit(.Call(ns$ffi_gctrace_close, h))
   stopifnot(is.integer(attr(h, "fd")), attr(h, "fd") > 2L)
-  expect_mk_error(.Call(ns$ffi_gctrace_open), "state")
+  expect_mk_error(.Call(ns$ffi_gctrace_open, NULL), "state")
 }
 cases$ffi_gctrace_close <- function() {
-  h <- .Call(ns$ffi_gctrace_open)
+  h <- .Call(ns$ffi_gctrace_open, NULL)
   stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))
   stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))   # idempotent
   expect_mk_error(.Call(ns$ffi_gctrace_close, 1L), "type")
 }
 cases$ffi_gctrace_records <- function() {
-  h <- .Call(ns$ffi_gctrace_open)
+  h <- .Call(ns$ffi_gctrace_open, NULL)
   on.exit(.Call(ns$ffi_gctrace_close, h))
   gct_feed(h, c("before", gct_report, "after"))
   r <- .Call(ns$ffi_gctrace_records, 0)
@@ -33,7 +33,7 @@ cases$ffi_gctrace_records <- function() {
   stopifnot(length(.Call(ns$ffi_gctrace_records, 1)$gc) == 0L)
 }
 cases$ffi_gctrace_text <- function() {
-  h <- .Call(ns$ffi_gctrace_open)
+  h <- .Call(ns$ffi_gctrace_open, NULL)
   on.exit(.Call(ns$ffi_gctrace_close, h))
   gct_feed(h, c("before", gct_report, "after"))
   stopifnot(identical(.Call(ns$ffi_gctrace_text), "before\nafter\n"))
@@ -66,7 +66,7 @@ cases$ffi_gctrace_disarm <- function() {
   stopifnot(length(.Call(ns$ffi_gctrace_callbacks, 0)$stack) == 0L)
 }
 cases$ffi_gctrace_adopt <- function() {
-  h <- .Call(ns$ffi_gctrace_open)
+  h <- .Call(ns$ffi_gctrace_open, NULL)
   on.exit(.Call(ns$ffi_gctrace_close, h))
   con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
   on.exit(close(con), add = TRUE, after = FALSE)
