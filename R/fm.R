@@ -327,7 +327,7 @@ fm_flush <- function(x) {
 #' With `out`, each block's result is written into the file-backed matrix
 #' `out` as soon as it is computed, and nothing is kept in memory: the
 #' result can be as large as the disk. For `margin = 2` a block of `k`
-#' columns must give `k` columns (an `r x k` matrix, or a vector of `k`
+#' columns must give `k` columns (a matrix of `k` columns, or a vector of `k`
 #' values, one row) and they go to the same columns of `out`; for
 #' `margin = 1` a block of `k` rows must give `k` rows. `out` is a matrix
 #' open in mode `"rw"` of the right size, or a path, where a new matrix is
@@ -452,8 +452,9 @@ apply_task <- function(x, FUN, margin, out, dots) {
   xr <- fm_ref(x)
   outr <- fm_ref(out)
   # Plain values, not the promises of the arguments (a promise is sent with
-  # its expression).
-  FUN <- FUN
+  # its expression). A function's source references would send the whole
+  # file it was read from.
+  FUN <- if (typeof(FUN) == "closure") utils::removeSource(FUN) else FUN
   dots <- dots
   margin <- margin
   rm(x, out)
@@ -503,6 +504,7 @@ fm_deref <- function(r) {
 
 # How a backend runs tasks: NULL (here, in a loop) or function(tasks, fun).
 apply_backend <- function(backend, call = sys.call(-1L)) {
+  force(call)
   if (is.null(backend)) return(NULL)
   if (inherits(backend, "cluster")) {
     return(function(tasks, fun) parallel::parLapply(backend, tasks, fun))
