@@ -255,7 +255,7 @@ text_reader <- function(file, sep, quote, block = 8 * 2^20) {
     if (eof) return(FALSE)
     more <- readBin(con, "raw", block)
     if (length(more) < block) eof <<- TRUE
-    buf <<- if (pos < length(buf)) c(buf[(pos + 1):length(buf)], more) else more
+    buf <<- if (pos < length(buf)) .Call(ffi_fm_import_join, buf, pos, more) else more
     pos <<- 0
     TRUE
   }
@@ -288,7 +288,7 @@ text_reader <- function(file, sep, quote, block = 8 * 2^20) {
     count = function() {
       state <- 0L
       n <- 0
-      if (pos < length(buf)) n <- .Call(ffi_fm_import_count, buf[(pos + 1):length(buf)], state, eof)
+      if (pos < length(buf)) n <- .Call(ffi_fm_import_count, .Call(ffi_fm_import_join, buf, pos, raw()), state, eof)
       while (!eof) {
         more <- readBin(con, "raw", block)
         if (length(more) < block) eof <<- TRUE

@@ -26,6 +26,9 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#ifndef _WIN32
+# include <pthread.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,27 +66,33 @@ static int ci_prefix(const char *p, const char *end, const char *word) {
   return 1;
 }
 
+/* Hexadecimal (rare in text files): the C library's reader. */
+static int parse_hex(const char *s, const char *end, double *out) {
+  char buf[64];
+  size_t n = (size_t) (end - s);
+  if (n >= sizeof buf) return 0;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  char *e;
+  double v = strtod(buf, &e);
+  if (e != buf + n) return 0;
+  *out = v;
+  return 1;
+}
+
 /* The number in [p, end) (no blanks), or 0 when it is not one. */
 static int parse_number(const char *p, const char *end, double *out) {
   const char *s = p;
   int sign = 1;
   if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') sign = -1; p++; }
-  if (ci_prefix(p, end, "nan") && p + 3 == end) { *out = R_NaN; return 1; }
-  if (ci_prefix(p, end, "infinity") && p + 8 == end) { *out = sign * R_PosInf; return 1; }
-  if (ci_prefix(p, end, "inf") && p + 3 == end) { *out = sign * R_PosInf; return 1; }
-  if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-    /* Hexadecimal, rare in text files: the C library's reader. */
-    char buf[64];
-    size_t n = (size_t) (end - s);
-    if (n >= sizeof buf) return 0;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *e;
-    double v = strtod(buf, &e);
-    if (e != buf + n) return 0;
-    *out = v;
-    return 1;
+  if (p == end) return 0;
+  if (!((*p >= '0' && *p <= '9') || *p == '.')) {
+    if (ci_prefix(p, end, "nan") && p + 3 == end) { *out = R_NaN; return 1; }
+    if (ci_prefix(p, end, "infinity") && p + 8 == end) { *out = sign * R_PosInf; return 1; }
+    if (ci_prefix(p, end, "inf") && p + 3 == end) { *out = sign * R_PosInf; return 1; }
+    return 0;
   }
+  if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) return parse_hex(s, end, out);
   uint64_t u = 0;
   long double ans = 0;
   int ndigits = 0, big = 0, expn = 0;
@@ -202,12 +211,16 @@ static int is_blank(const char *p, const char *e) {
   return 1;
 }
 
-static int na_match(const char *s, size_t n, SEXP na) {
-  R_xlen_t k = XLENGTH(na);
-  for (R_xlen_t i = 0; i < k; i++) {
-    SEXP c = STRING_ELT(na, i);
-    if ((size_t) LENGTH(c) == n && memcmp(CHAR(c), s, n) == 0) return 1;
-  }
+/* The NA strings as C strings, read once on the main thread. */
+typedef struct {
+  int n;
+  const char **s;
+  size_t *len;
+} na_set;
+
+static int na_match(const char *s, size_t n, const na_set *na) {
+  for (int i = 0; i < na->n; i++)
+    if (na->len[i] == n && memcmp(na->s[i], s, n) == 0) return 1;
   return 0;
 }
 
@@ -230,6 +243,98 @@ static dialect dialect_arg(SEXP sep, SEXP quote) {
   if (d.sep == '\n' || d.sep == '\r' || d.sep == (char) d.quote)
     mk_error("argument", "`sep` can't be a line end or the quote character.");
   return d;
+}
+
+/* ---- rows ----------------------------------------------------------------- */
+
+/* Rows [r0, r1) of the values matrix from the line at p. The only R API use
+ * is for string fields (strings != NULL), which run on the main thread. */
+typedef struct {
+  dialect d;
+  const int *kind;
+  int nf;
+  const na_set *na;
+  double *v;
+  int nrow;
+  SEXP strings;
+  const char *p, *end;
+  int r0, r1;
+  /* out */
+  int r, err, err_field;
+  double lines;
+  const char *p_end, *err_s, *err_e, *err_line, *err_ce;
+} job;
+
+static void parse_job(job *J) {
+  const char *p = J->p, *end = J->end, *ce;
+  char *tmp = NULL;
+  size_t cap = 0;
+  int r = J->r0, nf = J->nf;
+  const int *kind = J->kind;
+  double *v = J->v;
+  size_t nr = (size_t) J->nrow;
+  J->err = ERR_NONE;
+  J->lines = 0;
+  while (r < J->r1) {
+    const char *nl = line_end(p, end, &ce);
+    const char *lp = p;
+    p = nl == NULL ? end : nl + 1;
+    J->lines++;
+    if (is_blank(lp, ce)) continue;
+    const char *q = lp, *fs, *fe, *next = lp;
+    int quoted, col = 0, str = 0, j = 0, err = ERR_NONE;
+    for (j = 0; j < nf; j++) {
+      if (next == NULL) { err = ERR_FIELDS; break; }
+      if (next_field(next, ce, &J->d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
+        err = ERR_QUOTE; J->err_field = j + 1; J->err_s = next; J->err_e = ce; break;
+      }
+      next = q;
+      if (kind[j] == KIND_SKIP) continue;
+      size_t len = (size_t) (fe - fs);
+      if (kind[j] == KIND_NUMBER) {
+        double x;
+        if (len == 0 || na_match(fs, len, J->na)) x = NA_REAL;
+        else if (!parse_number(fs, fe, &x)) {
+          err = ERR_NUMBER; J->err_field = j + 1; J->err_s = fs; J->err_e = fe; break;
+        }
+        v[(size_t) col * nr + (size_t) r] = x;
+      } else {
+        if (memchr(fs, 0, len) != NULL) { err = ERR_NUL; J->err_field = j + 1; break; }
+        v[(size_t) col * nr + (size_t) r] = NA_REAL;
+        SEXP s = (!quoted && na_match(fs, len, J->na)) ? NA_STRING :
+          Rf_mkCharLenCE(fs, (int) len, CE_NATIVE);
+        SET_STRING_ELT(VECTOR_ELT(J->strings, str), r, s);
+        str++;
+      }
+      col++;
+    }
+    if (err == ERR_NONE && next != NULL) err = ERR_FIELDS;
+    if (err != ERR_NONE) { J->err = err; J->err_line = lp; J->err_ce = ce; break; }
+    r++;
+  }
+  free(tmp);
+  J->r = r;
+  J->p_end = p;
+}
+
+#ifndef _WIN32
+static void *parse_thread(void *arg) {
+  parse_job((job *) arg);
+  return NULL;
+}
+#endif
+
+/* The second job (if any) on a thread of its own; the first here. */
+static void run_jobs(job *jobs, int n) {
+#ifndef _WIN32
+  pthread_t t;
+  if (n == 2 && pthread_create(&t, NULL, parse_thread, &jobs[1]) == 0) {
+    parse_job(&jobs[0]);
+    pthread_join(t, NULL);
+    return;
+  }
+#endif
+  for (int k = 0; k < n; k++) parse_job(&jobs[k]);
 }
 
 /* ---- entry points ---------------------------------------------------------- */
@@ -293,6 +398,19 @@ SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEX
   return out;
 }
 
+/* The bytes of `left` from `pos` on, then `more`: one memcpy each. */
+SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more) {
+  if (TYPEOF(left) != RAWSXP || TYPEOF(more) != RAWSXP) mk_error("argument", "raw vectors expected.");
+  double ps = num_arg(pos, "pos");
+  if (ps > (double) XLENGTH(left)) mk_error("argument", "`pos` is past the buffer.");
+  size_t a = (size_t) (XLENGTH(left) - (R_xlen_t) ps), m = (size_t) XLENGTH(more);
+  SEXP out = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) (a + m)));
+  if (a > 0) memcpy(RAW(out), RAW(left) + (size_t) ps, a);
+  if (m > 0) memcpy(RAW(out) + a, RAW(more), m);
+  UNPROTECT(1);
+  return out;
+}
+
 /* Lines with content in buf (blank lines do not count, as read.csv() skips
  * them). `state` (an integer of length 1, updated) carries whether the line
  * that continues past the end of buf has content so far. At the file's end
@@ -345,7 +463,7 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
   }
   if (nf == 0) mk_error("argument", "`kinds` is empty.");
 
-  /* Pass 1: the rows this call takes. */
+  /* Pass 1: the rows this call takes, and where the second half starts. */
   const char *p = b + (size_t) st, *ce;
   double rows = 0;
   while (rows < mr && p < end) {
@@ -353,6 +471,18 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
     if (nl == NULL && !at_eof) break;
     if (!is_blank(p, ce)) rows++;
     p = nl == NULL ? end : nl + 1;
+  }
+  const char *mid = NULL;
+  double mid_lines = 0;
+  if (nstr == 0 && rows >= 20000) {
+    double half = floor(rows / 2), seen = 0;
+    const char *q = b + (size_t) st;
+    while (q < end) {
+      const char *nl = line_end(q, end, &ce);
+      if (!is_blank(q, ce)) { if (seen == half) { mid = q; break; } seen++; }
+      mid_lines++;
+      q = nl == NULL ? end : nl + 1;
+    }
   }
   if (rows > INT_MAX || rows * (double) nout > (double) R_XLEN_T_MAX)
     mk_error("argument", "`max_rows` is too large.");
@@ -362,51 +492,42 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
   for (int k = 0; k < nstr; k++) SET_VECTOR_ELT(strings, k, Rf_allocVector(STRSXP, nr));
   double *v = REAL(values);
 
-  /* Pass 2: the fields. */
-  p = b + (size_t) st;
-  double lines = 0;
-  int r = 0, err = ERR_NONE, err_field = 0;
-  const char *err_s = NULL, *err_e = NULL, *err_line = NULL, *err_ce = NULL;
-  char *tmp = NULL;
-  size_t cap = 0;
-  while (r < nr) {
-    const char *nl = line_end(p, end, &ce);
-    const char *lp = p;
-    p = nl == NULL ? end : nl + 1;
-    lines++;
-    if (is_blank(lp, ce)) continue;
-    const char *q = lp, *fs, *fe, *next = lp;
-    int quoted, col = 0, str = 0, j = 0;
-    for (j = 0; j < nf; j++) {
-      if (next == NULL) { err = ERR_FIELDS; err_field = j; break; }
-      if (next_field(next, ce, &d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
-        err = ERR_QUOTE; err_field = j + 1; err_s = next; err_e = ce; break;
-      }
-      next = q;
-      if (kind[j] == KIND_SKIP) continue;
-      size_t len = (size_t) (fe - fs);
-      if (kind[j] == KIND_NUMBER) {
-        double x;
-        if (len == 0 || na_match(fs, len, na)) x = NA_REAL;
-        else if (!parse_number(fs, fe, &x)) {
-          err = ERR_NUMBER; err_field = j + 1; err_s = fs; err_e = fe; break;
-        }
-        v[(size_t) col * (size_t) nr + (size_t) r] = x;
-      } else {
-        if (memchr(fs, 0, len) != NULL) { err = ERR_NUL; err_field = j + 1; break; }
-        v[(size_t) col * (size_t) nr + (size_t) r] = NA_REAL;
-        SEXP s = (!quoted && na_match(fs, len, na)) ? NA_STRING :
-          Rf_mkCharLenCE(fs, (int) len, CE_NATIVE);
-        SET_STRING_ELT(VECTOR_ELT(strings, str), r, s);
-        str++;
-      }
-      col++;
-    }
-    if (err == ERR_NONE && next != NULL) err = ERR_FIELDS;
-    if (err != ERR_NONE) { err_line = lp; err_ce = ce; break; }
-    r++;
+  /* Pass 2: the fields, in two threads when the rows are many and all the
+   * kept fields are numbers (strings need R's allocator, main thread only). */
+  na_set nas;
+  nas.n = (int) XLENGTH(na);
+  nas.s = (const char **) R_alloc((size_t) nas.n + 1, sizeof(char *));
+  nas.len = (size_t *) R_alloc((size_t) nas.n + 1, sizeof(size_t));
+  for (int i = 0; i < nas.n; i++) {
+    nas.s[i] = CHAR(STRING_ELT(na, i));
+    nas.len[i] = (size_t) LENGTH(STRING_ELT(na, i));
   }
-  free(tmp);
+  job jobs[2];
+  int njobs = mid != NULL ? 2 : 1;
+  for (int k = 0; k < 2; k++) {
+    job *J = &jobs[k];
+    memset(J, 0, sizeof *J);
+    J->d = d; J->kind = kind; J->nf = nf; J->na = &nas; J->v = v; J->nrow = nr;
+    J->strings = nstr > 0 ? strings : NULL;
+    J->end = end;
+  }
+  if (njobs == 2) {
+    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr / 2;
+    jobs[1].p = mid; jobs[1].r0 = nr / 2; jobs[1].r1 = nr;
+  } else {
+    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr;
+  }
+  run_jobs(jobs, njobs);
+  /* The first error in file order; the lines consumed. */
+  job *E = jobs[0].err != ERR_NONE ? &jobs[0] : (njobs == 2 && jobs[1].err != ERR_NONE ? &jobs[1] : NULL);
+  double lines = njobs == 2 ? mid_lines + jobs[1].lines : jobs[0].lines;
+  double err_line_no = E == NULL ? 0 : (E == &jobs[1] ? mid_lines : 0) + E->lines;
+  int r = E == NULL ? nr : E->r;
+  p = njobs == 2 ? jobs[1].p_end : jobs[0].p_end;
+  if (E != NULL) { lines = err_line_no; p = E->p_end; }
+  int err = E == NULL ? ERR_NONE : E->err, err_field = E == NULL ? 0 : E->err_field;
+  const char *err_s = E == NULL ? NULL : E->err_s, *err_e = E == NULL ? NULL : E->err_e;
+  const char *err_line = E == NULL ? NULL : E->err_line, *err_ce = E == NULL ? NULL : E->err_ce;
 
   SEXP error = R_NilValue;
   if (err != ERR_NONE) {
@@ -426,7 +547,7 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
       free(t2);
     }
     error = PROTECT(Rf_allocVector(VECSXP, 4)); nprot++;
-    SET_VECTOR_ELT(error, 0, Rf_ScalarReal(line0 + lines - 1));
+    SET_VECTOR_ELT(error, 0, Rf_ScalarReal(line0 + err_line_no - 1));
     SET_VECTOR_ELT(error, 1, Rf_ScalarInteger(err == ERR_FIELDS ? nfields : err_field));
     SET_VECTOR_ELT(error, 2, Rf_ScalarInteger(err));
     size_t tl = err_s == NULL ? 0 : (size_t) (err_e - err_s);

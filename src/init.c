@@ -50,6 +50,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_grow_abort, 1),
   CALLDEF(ffi_fm_import_line, 6),
   CALLDEF(ffi_fm_import_count, 3),
+  CALLDEF(ffi_fm_import_join, 3),
   CALLDEF(ffi_fm_import_parse, 9),
 
   /* GC tracing */

@@ -51,6 +51,7 @@ SEXP ffi_fm_grow_commit(SEXP handle, SEXP dimnames);
 SEXP ffi_fm_grow_abort(SEXP handle);
 SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote);
 SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof);
+SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more);
 SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
                          SEXP na, SEXP max_rows, SEXP first_line);
 

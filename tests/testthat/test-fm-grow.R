@@ -176,6 +176,27 @@ test_that("fm_import() reads as many rows as the file has, with small read block
   expect_identical(fm_import(csv, fm_path())[, 1], c(1, 2))
 })
 
+test_that("errors name the right line when the rows are parsed in two halves", {
+  csv <- csv_path()
+  l <- c("a,b", sprintf("%d,%d", 1:30000, 30000:1))
+  l[c(100, 20000)] <- ""
+  l[25001] <- "5,x"
+  writeLines(l, csv)
+  e <- expect_error(fm_import(csv, fm_path()), class = "memkit_error_parse")
+  expect_identical(c(e$line, e$column), c(25001, 2))
+  l[25001] <- "5,5"
+  l[12001] <- "7"
+  writeLines(l, csv)
+  e <- expect_error(fm_import(csv, fm_path()), class = "memkit_error_parse")
+  expect_identical(e$line, 12001)
+  l[12001] <- "7,7"
+  writeLines(l, csv)
+  X <- fm_import(csv, fm_path())
+  ref <- as.matrix(read.csv(csv))
+  storage.mode(ref) <- "double"
+  expect_identical(X[, ], ref)
+})
+
 test_that("col_types skips columns and stores factor codes with their levels", {
   csv <- csv_path()
   writeLines(c("id,g,v,note", "1,b,0.5,x", "2,a,1.5,\"y, z\"", "3,,2.5,w", "4,b,NA,\"\"", "5,NA,3,q"), csv)
