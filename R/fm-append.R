@@ -31,8 +31,6 @@
 #'   the type of `x`.
 #' @param rows New rows: a matrix with `ncol(x)` columns, or a vector of
 #'   `ncol(x)` values (one row). Give `cols` or `rows`, not both.
-#' @param block_bytes Bytes written per block (the progress bar advances per
-#'   block).
 #' @return The grown matrix, open in mode `"rw"`. Use it from now on: after a
 #'   row append the old object still maps the old file, which is no longer at
 #'   `path`.
@@ -45,8 +43,7 @@
 #' X <- fm_append(X, rows = c(0L, 0L, 0L))
 #' X
 #' unlink(path)
-fm_append <- function(x, cols = NULL, rows = NULL,
-                      block_bytes = getOption("memkit.block_bytes", 64 * 2^20)) {
+fm_append <- function(x, cols = NULL, rows = NULL) {
   check_fm_platform()
   check_is_fm(x)
   info <- fm_info(x)
@@ -62,7 +59,6 @@ fm_append <- function(x, cols = NULL, rows = NULL,
   if (is.null(cols) == is.null(rows)) {
     mk_abort("argument", "Give either `cols` or `rows` (one of them, not both).")
   }
-  block_bytes <- check_block_bytes(block_bytes)
   type <- info$type
   n <- info$nrow
   p <- info$ncol
@@ -73,12 +69,11 @@ fm_append <- function(x, cols = NULL, rows = NULL,
     if (k == 0) return(x)
     new_dn <- grown_dimnames(dn, dimnames(cols), 2L, p, k)
     check_dim(p + k, "ncol(x) + ncol(cols)")
-    out <- fm_grow_cols(x, cols, info, new_dn, block_bytes)
+    out <- fm_grow_cols(x, cols, info, new_dn)
     if (!is.null(out)) return(out)
     # The new names do not fit in the header's room: a new file.
     return(fm_rewrite(x, info, n, p + k, new_dn, function(out, tick) {
-      elt <- elt_size(type)
-      step <- max(1, floor(block_bytes / elt))
+      step <- max(1, floor(getOption("memkit.block_bytes", 64 * 2^20) / elt_size(type)))
       for (s in seq(0, max(n * p - 1, 0), by = step)) {
         if (n * p > 0) .Call(ffi_fm_fill, out, x, s, s, min(step, n * p - s))
       }
@@ -148,7 +143,7 @@ grown_dimnames <- function(dn, part_dn, margin, n, k) {
 }
 
 # Columns in place (see src/fm_append.c); NULL when the names do not fit.
-fm_grow_cols <- function(x, cols, info, new_dn, block_bytes) {
+fm_grow_cols <- function(x, cols, info, new_dn) {
   n <- info$nrow
   p <- info$ncol
   k <- as.double(ncol(cols))

@@ -138,8 +138,10 @@ fm_import <- function(file, path, sep = ",", header = TRUE, col_types = NULL, sk
             vals[, fcols[[q]]] <- as.double(match(s, lv))
           }
         }
+        # By descriptor, not through the mapping: the file's pages then do
+        # not count in this process's resident memory.
         for (j in seq_len(ncol)) {
-          .Call(ffi_fm_fill, out, vals, (j - 1) * nrow + done, (j - 1) * k, k)
+          .Call(ffi_fm_pwrite, out, vals, (j - 1) * nrow + done, (j - 1) * k, k)
         }
         done <<- done + k
         line <<- line + res$lines

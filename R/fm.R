@@ -358,7 +358,10 @@ fm_flush <- function(x) {
 #' @param FUN A function of a block; `...` are passed on to it.
 #' @param ... Further arguments to `FUN`.
 #' @param margin `2` for blocks of columns, `1` for blocks of rows.
-#' @param block_bytes The most bytes of `x` in one block.
+#' @param block_bytes The most bytes of `x` in one block. The memory
+#'   `fm_apply()` uses is a few times this: the block, `FUN`'s result and
+#'   whatever `FUN` allocates on the way. `getOption("memkit.block_bytes")`
+#'   or 16 MiB by default.
 #' @param cl `NULL`, or a cluster from [parallel::makeCluster()] (the same
 #'   as `backend = cl`).
 #' @param out `NULL` (results are returned), a file-backed matrix open in
@@ -380,7 +383,7 @@ fm_flush <- function(x) {
 #' # Any lapply-like function distributes the blocks
 #' all.equal(fm_apply(X, colSums, backend = lapply), colSums(X))
 #' unlink(c(fm_info(X)$path, fm_info(Z)$path))
-fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.block_bytes", 64 * 2^20),
+fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.block_bytes", 16 * 2^20),
                      cl = NULL, out = NULL, backend = NULL) {
   if (!is.matrix(x)) {
     mk_abort("type", sprintf("`x` must be a matrix, not %s.", describe_value(x)))

@@ -213,6 +213,34 @@ SEXP ffi_fm_grow_abort(SEXP handle) {
   return R_NilValue;
 }
 
+/* value[from, from + n) written at element `at` of x's file with pwrite()
+ * on its descriptor, not through the mapping: the pages written are in the
+ * page cache (and the mapping sees them), but not in this process's resident
+ * set. fm_import() fills its new matrix this way. */
+SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n) {
+  if (!fm_is_fm(x)) mk_error("type", "`x` must be a file-backed matrix.");
+  fm_map *m = fm_map_of(x);
+  if (m->mode != FM_WRITE || m->fd < 0) mk_error("state", "`x` must be open in mode \"rw\".");
+  if (TYPEOF(value) != m->type) mk_error("type", "`value` must be of the matrix's type.");
+  if (TYPEOF(at) != REALSXP || TYPEOF(from) != REALSXP || TYPEOF(n) != REALSXP ||
+      XLENGTH(at) != 1 || XLENGTH(from) != 1 || XLENGTH(n) != 1)
+    mk_error("argument", "`at`, `from` and `n` must be numbers.");
+  double a = REAL(at)[0], fr = REAL(from)[0], k = REAL(n)[0];
+  if (!(a >= 0) || !(fr >= 0) || !(k >= 0) || a + k > (double) m->length ||
+      fr + k > (double) XLENGTH(value))
+    mk_error("argument", "Writing %.0f elements at %.0f goes past the end of the matrix or `value`.", k, a);
+  if (k == 0) return R_NilValue;
+  double elt = (double) fm_elt_size(m->type);
+  double offset = (double) (m->data - (char *) m->base);
+  const char *src = (const char *) vec_bytes(value);
+  int rc = fm_pwrite_all(m->fd, src + (size_t) (fr * elt), (size_t) (k * elt), offset + a * elt);
+  if (rc != 0)
+    mk_error_sys(fm_is_full_disk(rc) ? "disk" : "file", rc,
+                 Rf_translateChar(STRING_ELT(VECTOR_ELT(fm_state_of(x), FM_ST_PATH), 0)),
+                 "Can't write the matrix's file");
+  return R_NilValue;
+}
+
 #else /* _WIN32 */
 
 #define UNSUPPORTED() \
@@ -221,5 +249,6 @@ SEXP ffi_fm_grow_begin(SEXP x, SEXP ncol_new, SEXP dimnames) { UNSUPPORTED(); }
 SEXP ffi_fm_grow_write(SEXP handle, SEXP value, SEXP at, SEXP from, SEXP n) { UNSUPPORTED(); }
 SEXP ffi_fm_grow_commit(SEXP handle, SEXP dimnames) { UNSUPPORTED(); }
 SEXP ffi_fm_grow_abort(SEXP handle) { return R_NilValue; }
+SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n) { UNSUPPORTED(); }
 
 #endif /* _WIN32 */

@@ -49,6 +49,7 @@ SEXP ffi_fm_grow_begin(SEXP x, SEXP ncol_new, SEXP dimnames);
 SEXP ffi_fm_grow_write(SEXP handle, SEXP value, SEXP at, SEXP from, SEXP n);
 SEXP ffi_fm_grow_commit(SEXP handle, SEXP dimnames);
 SEXP ffi_fm_grow_abort(SEXP handle);
+SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n);
 SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote);
 SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof);
 SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more);
