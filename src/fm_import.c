@@ -285,6 +285,7 @@ static void parse_job(job *J) {
     int quoted, col = 0, str = 0, j = 0, err = ERR_NONE;
     for (j = 0; j < nf; j++) {
       if (next == NULL) { err = ERR_FIELDS; break; }
+      const char *raw = next;
       if (next_field(next, ce, &J->d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
         err = ERR_QUOTE; J->err_field = j + 1; J->err_s = next; J->err_e = ce; break;
       }
@@ -295,7 +296,12 @@ static void parse_job(job *J) {
         double x;
         if (len == 0 || na_match(fs, len, J->na)) x = NA_REAL;
         else if (!parse_number(fs, fe, &x)) {
-          err = ERR_NUMBER; J->err_field = j + 1; J->err_s = fs; J->err_e = fe; break;
+          err = ERR_NUMBER; J->err_field = j + 1;
+          /* The text as it is in the line: an unquoted copy in tmp is
+           * freed below. */
+          J->err_s = quoted ? raw : fs;
+          J->err_e = quoted ? (q == NULL ? ce : q - 1) : fe;
+          break;
         }
         v[(size_t) col * nr + (size_t) r] = x;
       } else {

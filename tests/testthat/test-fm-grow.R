@@ -231,6 +231,10 @@ test_that("bad lines give classed errors that name the line and leave no file", 
   expect_identical(e$line, 2)
   writeLines(c("a,b", "1,x"), csv)
   expect_error(fm_import(csv, fm_path()), class = "memkit_error_parse")
+  # A quoted field with a doubled quote inside: the message quotes the line's text.
+  writeLines(c("a,b", "1,\"2\"\"x\""), csv)
+  e <- expect_error(fm_import(csv, fm_path()), class = "memkit_error_parse")
+  expect_match(conditionMessage(e), "2\"\"x", fixed = TRUE)
   expect_error(fm_import(file.path(tempdir(), "no-such.csv"), fm_path()), class = "memkit_error_file")
   expect_error(fm_import(csv, fm_path(), sep = ";;"), class = "memkit_error_argument")
   expect_error(fm_import(csv, fm_path(), col_types = c(zz = "factor")), class = "memkit_error_argument")
