@@ -166,9 +166,11 @@ fm_grow_commit_step <- function(h, new_dn) {
 # Write the k columns of `cols` (n rows) at element `at` of `out` (a new
 # matrix, or a grow handle), a block of whole columns at a time.
 fill_cols <- function(out, cols, at, n, k, tick, grow = FALSE) {
-  fill <- if (grow) ffi_fm_grow_write else ffi_fm_fill
   for (j in seq_len(k)) {
-    if (n > 0) .Call(fill, out, cols, at + (j - 1) * n, (j - 1) * n, n)
+    if (n > 0) {
+      if (grow) .Call(ffi_fm_grow_write, out, cols, at + (j - 1) * n, (j - 1) * n, n)
+      else .Call(ffi_fm_fill, out, cols, at + (j - 1) * n, (j - 1) * n, n)
+    }
     tick()
   }
 }
