@@ -122,10 +122,10 @@ grow_txt <- file.path("bench", "results", "fm-grow.txt")
 if (identical(Sys.getenv("MEMKIT_BENCH_GROW"), "only")) {
   source(file.path("bench", "fm-grow.R"), local = TRUE)
   old <- if (file.exists(out_md)) readLines(out_md) else "## File-backed matrices (`bench/fm.R`)"
-  cut <- match("### Growing, importing, writing results", old)
-  if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
   cut <- match("### Larger than memory", old)
   rest <- if (!is.na(cut)) old[cut:length(old)] else character()
+  if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
+  cut <- match("### Growing, importing, writing results", old)
   if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
   writeLines(c(old, c("### Growing, importing, writing results", "", readLines(grow_txt), ""), rest), out_md)
   message("wrote ", out_md)
