@@ -79,7 +79,10 @@
 #' memkit before format 2 open as before when they have no dimnames; those
 #' with dimnames are refused with an error that gives the `fm_open()` call
 #' to open them as headerless files. Only regular files are opened: a FIFO,
-#' socket or device is an error of class `memkit_error_file` at once.
+#' socket or device is an error of class `memkit_error_file` at once. A file
+#' shorter than its header says is an error; a longer one (an [fm_append()]
+#' cut short before it rewrote the header) opens as the matrix its header
+#' describes.
 #'
 #' @section Platforms:
 #' Linux and macOS. On Windows the package installs, and these functions signal
