@@ -54,7 +54,7 @@ imp_raw <- function(lines) charToRaw(paste0(paste(lines, collapse = "\n"), "\n")
 cases$ffi_fm_import_line <- function() {
   b <- imp_raw(c("skip me", "a,\"b c\",d", "1,2,3"))
   r <- .Call(ns$ffi_fm_import_line, b, 0, 1, TRUE, ",", "\"")
-  stopifnot(identical(r[[1]], c("a", "b c", "d")), r[[2]] == 20)
+  stopifnot(identical(r[[1]], c("a", "b c", "d")), r[[2]] == 18)
   stopifnot(is.null(.Call(ns$ffi_fm_import_line, charToRaw("a,b"), 0, 0, FALSE, ",", "\"")))
   expect_mk_error(.Call(ns$ffi_fm_import_line, b, 0, 0, TRUE, ",,", "\""), "argument")
 }
