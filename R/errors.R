@@ -28,6 +28,11 @@
 #'     was changed since: a bad header, a checksum that does not match, a
 #'     size that disagrees with the file, a file that shrank under a
 #'     mapping. Field `path` where one is known.}
+#'   \item{`parse`}{A text file being imported ([fm_import()]) has a line
+#'     memkit can't read: more or fewer fields than the header, a field that
+#'     is not a number in a numeric column, an unterminated quote. Fields
+#'     `path`, `line` (the line's number in the file) and `column` (`NA` when
+#'     the whole line is at fault).}
 #'   \item{`memory`}{memkit could not allocate the memory it needs for its
 #'     own work (the walk of an object graph, a buffer).}
 #'   \item{`state`}{An object or the session is in the wrong state for the
@@ -51,7 +56,7 @@
 #'          memkit_error_argument = function(e) conditionMessage(e))
 NULL
 
-mk_error_kinds <- c("argument", "type", "file", "disk", "format", "memory",
+mk_error_kinds <- c("argument", "type", "file", "disk", "format", "parse", "memory",
                     "state", "system", "unsupported", "internal")
 
 mk_condition <- function(kind, message, call = NULL, ...) {

@@ -79,7 +79,10 @@
 #' memkit before format 2 open as before when they have no dimnames; those
 #' with dimnames are refused with an error that gives the `fm_open()` call
 #' to open them as headerless files. Only regular files are opened: a FIFO,
-#' socket or device is an error of class `memkit_error_file` at once.
+#' socket or device is an error of class `memkit_error_file` at once. A file
+#' shorter than its header says is an error; a longer one (an [fm_append()]
+#' cut short before it rewrote the header) opens as the matrix its header
+#' describes.
 #'
 #' @section Platforms:
 #' Linux, macOS and Windows. Linux and macOS map the file with `mmap()`
@@ -331,30 +334,76 @@ fm_flush <- function(x) {
 #'
 #' `fm_apply()` reads the matrix in blocks of whole columns (`margin = 2`) or
 #' whole rows (`margin = 1`) that fit in `block_bytes`, calls `FUN` on each
-#' block (an ordinary in-memory matrix), and combines the results. With a
-#' `parallel` cluster the blocks are shared among its workers; each worker is
-#' sent a reference to the file, never the data.
+#' block (an ordinary in-memory matrix), and combines the results, or writes
+#' them into a file-backed matrix `out` as they come.
 #'
 #' Results are combined with `c()` when every block gives a vector without
 #' dimensions (such as `colSums`), with `cbind()` (margin 2) or `rbind()`
 #' (margin 1) when every block gives a matrix, and returned as a list (one
 #' element per block) otherwise.
 #'
+#' @section Results larger than memory:
+#' With `out`, each block's result is written into the file-backed matrix
+#' `out` as soon as it is computed, and nothing is kept in memory: the
+#' result can be as large as the disk. For `margin = 2` a block of `k`
+#' columns must give `k` columns (a matrix of `k` columns, or a vector of `k`
+#' values, one row) and they go to the same columns of `out`; for
+#' `margin = 1` a block of `k` rows must give `k` rows. `out` is a matrix
+#' open in mode `"rw"` of the right size, or a path, where a new matrix is
+#' created with the size and type the first block's result implies. Workers
+#' write their blocks into `out` themselves ([fm_write()]), so results never
+#' travel back either.
+#'
+#' @section Backends:
+#' `backend` says where blocks are computed:
+#' * `NULL`: here, one block after another (with a progress bar).
+#' * a cluster from [parallel::makeCluster()] (as `cl`).
+#' * `"future"`: [future.apply::future_lapply()] with whatever
+#'   [future::plan()] is set: `multisession` on this machine, `cluster` on
+#'   machines that share the file system, or `future.batchtools` on a Slurm,
+#'   SGE or other scheduler (see `vignette("file-matrices")`).
+#' * a function used as [lapply()], called as `backend(tasks, fun)` and
+#'   returning a list, for example
+#'   `function(X, FUN) mirai::mirai_map(X, FUN)[]`.
+#'
+#' Whatever the backend, only references travel: each task is the block's
+#' first index and length, a reference to `x` (and to `out`) of a few
+#' hundred bytes, and `FUN` with `...`; each worker maps the file where it
+#' runs. Workers on other machines need the file at the same path and memkit
+#' installed. Large objects in `...` or in `FUN`'s environment travel with
+#' every task: keep them out.
+#'
 #' @param x A file-backed matrix (or any matrix).
 #' @param FUN A function of a block; `...` are passed on to it.
 #' @param ... Further arguments to `FUN`.
 #' @param margin `2` for blocks of columns, `1` for blocks of rows.
-#' @param block_bytes The most bytes of `x` in one block.
-#' @param cl `NULL`, or a cluster from [parallel::makeCluster()].
-#' @return The combined results.
+#' @param block_bytes The most bytes of `x` in one block. The memory
+#'   `fm_apply()` uses is a few times this: the block, `FUN`'s result and
+#'   whatever `FUN` allocates on the way. `getOption("memkit.block_bytes")`
+#'   or 16 MiB by default.
+#' @param cl `NULL`, or a cluster from [parallel::makeCluster()] (the same
+#'   as `backend = cl`).
+#' @param out `NULL` (results are returned), a file-backed matrix open in
+#'   mode `"rw"`, or the path of a new one (see "Results larger than
+#'   memory").
+#' @param backend `NULL`, a cluster, `"future"`, or an `lapply`-like
+#'   function (see "Backends").
+#' @return The combined results; with `out`, the matrix `out`.
 #' @export
 #' @examples
 #' X <- as_fm(matrix(runif(2000), 100), tempfile(fileext = ".fm"))
 #' all.equal(fm_apply(X, colSums, block_bytes = 4000), colSums(X))
 #' fm_apply(X, function(b) range(b), margin = 1, block_bytes = 8000)
-#' unlink(fm_info(X)$path)
-fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.block_bytes", 64 * 2^20),
-                     cl = NULL) {
+#'
+#' # A result as large as X, written block by block into a new file
+#' Z <- fm_apply(X, function(b) b * 2, out = tempfile(fileext = ".fm"), block_bytes = 4000)
+#' all.equal(Z[, ], X[, ] * 2)
+#'
+#' # Any lapply-like function distributes the blocks
+#' all.equal(fm_apply(X, colSums, backend = lapply), colSums(X))
+#' unlink(c(fm_info(X)$path, fm_info(Z)$path))
+fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.block_bytes", 16 * 2^20),
+                     cl = NULL, out = NULL, backend = NULL) {
   if (!is.matrix(x)) {
     mk_abort("type", sprintf("`x` must be a matrix, not %s.", describe_value(x)))
   }
@@ -362,10 +411,18 @@ fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.bl
   if (!identical(margin, 1) && !identical(margin, 2) && !identical(margin, 1L) && !identical(margin, 2L)) {
     mk_abort("argument", sprintf("`margin` must be 1 (rows) or 2 (columns), not %s.", describe_value(margin)))
   }
+  margin <- as.integer(margin)
   block_bytes <- check_block_bytes(block_bytes)
   if (!is.null(cl) && !inherits(cl, "cluster")) {
     mk_abort("argument", sprintf("`cl` must be NULL or a cluster from parallel::makeCluster(), not %s.",
                                  describe_value(cl)))
+  }
+  if (!is.null(cl) && !is.null(backend)) mk_abort("argument", "Give `cl` or `backend`, not both.")
+  if (!is.null(cl)) backend <- cl
+  run <- apply_backend(backend)
+  if (!is.null(out) && !(is.character(out) && length(out) == 1L && !is.na(out)) && !is_fm(out)) {
+    mk_abort("argument", sprintf("`out` must be NULL, a file-backed matrix or a path, not %s.",
+                                 describe_matrix(out)))
   }
   d <- dim(x)
   n <- d[[margin]]
@@ -375,25 +432,187 @@ fm_apply <- function(x, FUN, ..., margin = 2, block_bytes = getOption("memkit.bl
   # column, so the bookkeeping costs nothing next to the data.
   starts <- if (n == 0) numeric() else seq(1, n, by = per)
   blocks <- lapply(starts, function(s) c(s, min(per, n - s + 1)))
-  if (is.null(cl)) {
-    out <- vector("list", length(blocks))
+  if (!is.null(out)) {
+    if (is.character(out)) {
+      if (length(blocks) == 0L) mk_abort("argument", "`x` has no blocks, so `out` can't be sized from them.")
+      # The first block here: its result gives the size and type of `out`.
+      first <- FUN(fm_block(x, blocks[[1L]], margin), ...)
+      out <- new_out(out, first, margin, n, blocks[[1L]][[2L]])
+      write_block(out, first, blocks[[1L]], margin)
+      blocks <- blocks[-1L]
+    } else {
+      check_out(out, margin, n)
+    }
+  }
+  dots <- list(...)
+  if (is.null(run)) {
+    res <- vector("list", length(blocks))
     with_progress(length(blocks), "Applying", function(tick) {
       for (b in seq_along(blocks)) {
-        out[[b]] <<- FUN(fm_block(x, blocks[[b]], margin), ...)
+        r <- fm_apply_task(blocks[[b]], x, FUN, margin, out, dots)
+        if (!is.null(r)) res[[b]] <<- r
         tick()
       }
     })
   } else {
-    # Argument names that parLapply() and clusterApply() do not use themselves.
-    out <- parallel::parLapply(cl, blocks, fm_apply_worker, fm_x = x, fm_fun = FUN,
-                               fm_margin = margin, ...)
+    res <- run(blocks, apply_task(x, FUN, margin, out, dots))
   }
-  combine_blocks(out, margin)
+  if (!is.null(out)) {
+    fm_flush(out)
+    return(invisible(out))
+  }
+  combine_blocks(res, margin)
 }
 
-# Runs in a worker: `x` arrives as a reference and reopens the file there.
-fm_apply_worker <- function(idx, fm_x, fm_fun, fm_margin, ...) {
-  fm_fun(fm_block(fm_x, idx, fm_margin), ...)
+# The function each task runs, made here so that its environment holds only
+# what the task needs: every backend serializes the function with its
+# environment. File-backed matrices go as compact references (fm_ref(): the
+# path, dims and checksum, about 150 bytes) that the worker opens, and the
+# body is one call into the namespace (sent as a reference): the whole
+# function is well under 1 KB, and each task adds only its block's range.
+apply_task <- function(x, FUN, margin, out, dots) {
+  xr <- fm_ref(x)
+  outr <- fm_ref(out)
+  # Plain values, not the promises of the arguments (a promise is sent with
+  # its expression). A function's source references would send the whole
+  # file it was read from.
+  FUN <- if (typeof(FUN) == "closure") utils::removeSource(FUN) else FUN
+  dots <- dots
+  margin <- margin
+  rm(x, out)
+  f <- function(range) NULL
+  # A new, uncompiled body (byte code would double what is sent), with the
+  # margin in it and the rest in the environment.
+  body(f) <- bquote(fm_apply_task(range, xr, FUN, .(margin), outr, dots, TRUE))
+  rm(margin)
+  f
+}
+
+fm_apply_task <- function(range, x, FUN, margin, out, dots, remote = FALSE) {
+  x <- fm_deref(x)
+  r <- do.call(FUN, c(list(fm_block(x, range, margin)), dots))
+  if (is.null(out)) return(r)
+  out <- fm_deref(out)
+  write_block(out, r, range, margin)
+  # A worker, perhaps on another machine: its writes on disk before it reports.
+  if (remote) fm_flush(out)
+  NULL
+}
+
+# A file-backed matrix as what it takes to open it again (other objects as
+# they are): list(c(path, mode, type, checksum), c(nrow, ncol, offset,
+# header)), smaller than its serialized form.
+fm_ref <- function(x) {
+  if (!is_fm(x)) return(x)
+  i <- fm_info(x)
+  if (i$mode == "copy") return(x)
+  structure(list(c(i$path, i$mode, i$type, i$checksum), c(i$nrow, i$ncol, i$offset, i$header)),
+            class = "memkit_fm_ref")
+}
+
+fm_deref <- function(r) {
+  if (!inherits(r, "memkit_fm_ref")) return(r)
+  s <- r[[1L]]
+  n <- r[[2L]]
+  dn <- NULL
+  if (n[[4L]] == 1) {
+    h <- .Call(ffi_fm_header, s[[1L]])
+    dn <- h$dimnames
+  }
+  # ffi_fm_open checks the checksum against the file: a file replaced since
+  # is a format error.
+  .Call(ffi_fm_open, s[[1L]], s[[2L]], s[[3L]], n[[1L]], n[[2L]], n[[3L]], n[[4L]] == 1, s[[4L]], dn)
+}
+
+# How a backend runs tasks: NULL (here, in a loop) or function(tasks, fun).
+apply_backend <- function(backend, call = sys.call(-1L)) {
+  force(call)
+  if (is.null(backend)) return(NULL)
+  if (inherits(backend, "cluster")) {
+    return(function(tasks, fun) parallel::parLapply(backend, tasks, fun))
+  }
+  if (identical(backend, "future")) {
+    if (!requireNamespace("future.apply", quietly = TRUE)) {
+      mk_abort("unsupported", "`backend = \"future\"` needs the future.apply package; install it.", call = call)
+    }
+    # The task function carries what it needs in its environment; no search
+    # for globals (which would send memkit's internal functions by value).
+    return(function(tasks, fun) {
+      future.apply::future_lapply(tasks, fun, future.globals = FALSE, future.packages = "memkit",
+                                  future.seed = TRUE)
+    })
+  }
+  if (is.function(backend)) {
+    return(function(tasks, fun) {
+      r <- backend(tasks, fun)
+      if (!is.list(r) || length(r) != length(tasks)) {
+        mk_abort("type", sprintf(
+          "`backend` must return a list with one result per task (%d), like lapply(); it returned %s.",
+          length(tasks), describe_value(r)), call = call)
+      }
+      r
+    })
+  }
+  mk_abort("argument", sprintf(
+    "`backend` must be NULL, a cluster, \"future\" or an lapply-like function, not %s.",
+    describe_value(backend)), call = call)
+}
+
+# `first`, the result of the first block (`count` rows or columns), as a
+# matrix of out's orientation: r x count (margin 2) or count x r (margin 1).
+as_block_result <- function(r, margin, count, call = sys.call(-1L)) {
+  if (!(is.numeric(r) || is.logical(r) || is.raw(r)) || is.factor(r) ||
+      (!is.null(dim(r)) && length(dim(r)) != 2L)) {
+    mk_abort("type", sprintf("With `out`, `FUN` must return a matrix or a vector of numbers, not %s.",
+                             describe_value(r)), call = call)
+  }
+  if (is.null(dim(r))) {
+    if (count == 0 || length(r) %% count != 0) {
+      mk_abort("argument", sprintf(
+        "With `out`, `FUN` must return one %s per %s of the block: %d for this block; it returned %d values.",
+        if (margin == 2L) "column" else "row", if (margin == 2L) "column" else "row", count, length(r)),
+        call = call)
+    }
+    r <- if (margin == 2L) matrix(r, ncol = count) else matrix(r, nrow = count)
+  }
+  have <- dim(r)[[margin]]
+  if (have != count) {
+    mk_abort("argument", sprintf(
+      "With `out`, `FUN` must return one %s per %s of the block: %d for this block, not %d.",
+      if (margin == 2L) "column" else "row", if (margin == 2L) "column" else "row", count, have), call = call)
+  }
+  r
+}
+
+new_out <- function(path, first, margin, n, count, call = sys.call(-1L)) {
+  r <- as_block_result(first, margin, count, call = call)
+  other <- dim(r)[[3L - margin]]
+  type <- typeof(r)
+  if (!type %in% fm_types) type <- "double"
+  dims <- if (margin == 2L) c(other, n) else c(n, other)
+  fm_create(path, dims[[1L]], dims[[2L]], type = type)
+}
+
+check_out <- function(out, margin, n, call = sys.call(-1L)) {
+  if (fm_info(out)$mode != "rw") {
+    mk_abort("state", "`out` must be open in mode \"rw\" (from fm_create() or fm_open(mode = \"rw\")).",
+             call = call)
+  }
+  if (dim(out)[[margin]] != n) {
+    mk_abort("argument", sprintf("`out` must have %d %s, as `x` has; it has %d.", n,
+                                 if (margin == 2L) "columns" else "rows", dim(out)[[margin]]), call = call)
+  }
+}
+
+write_block <- function(out, r, range, margin) {
+  r <- as_block_result(r, margin, range[[2L]])
+  other <- dim(out)[[3L - margin]]
+  if (dim(r)[[3L - margin]] != other) {
+    mk_abort("argument", sprintf("A block's result has %d %s; `out` has %d.", dim(r)[[3L - margin]],
+                                 if (margin == 2L) "rows" else "columns", other))
+  }
+  idx <- seq.int(range[[1L]], length.out = range[[2L]])
+  if (margin == 2L) fm_write(out, r, j = idx) else fm_write(out, r, i = idx)
 }
 
 # The block `range` = c(first, count) of rows (margin 1) or columns (margin 2).

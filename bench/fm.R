@@ -114,6 +114,33 @@ huge_section <- function() {
     if (file.exists(huge_txt)) readLines(huge_txt) else
       "Not run yet: `MEMKIT_BENCH_HUGE=only flock /tmp/memkit-bench.lock Rscript bench/fm.R`.")
 }
+# ---- growing, importing, block-writing (opt-in; #18) ----------------------------
+# MEMKIT_BENCH_GROW=only runs just this: fm_append() against a rewrite,
+# fm_import() of a 2 GB CSV against data.table::fread() + as_fm() and
+# bigstatsr::big_read(), fm_apply(out =) on a 1.6 GB matrix, and the future
+# backend. Every measured run is a child R process (its own peak memory),
+# interleaved with its peers. Figures go to bench/results/fm-grow.txt and
+# into every later fm.md.
+grow_txt <- file.path("bench", "results", "fm-grow.txt")
+if (identical(Sys.getenv("MEMKIT_BENCH_GROW"), "only")) {
+  source(file.path("bench", "fm-grow.R"), local = TRUE)
+  old <- if (file.exists(out_md)) readLines(out_md) else "## File-backed matrices (`bench/fm.R`)"
+  cut <- match("### Larger than memory", old)
+  rest <- if (!is.na(cut)) old[cut:length(old)] else character()
+  if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
+  cut <- match("### Growing, importing, writing results", old)
+  if (!is.na(cut)) old <- old[seq_len(cut - 1L)]
+  writeLines(c(old, c("### Growing, importing, writing results", "", readLines(grow_txt), ""), rest), out_md)
+  message("wrote ", out_md)
+  unlink(dir, recursive = TRUE)
+  quit(save = "no")
+}
+grow_section <- function() {
+  c("### Growing, importing, writing results", "",
+    if (file.exists(grow_txt)) readLines(grow_txt) else
+      "Not run yet: `MEMKIT_BENCH_GROW=only flock /tmp/memkit-bench.lock Rscript bench/fm.R`.", "")
+}
+
 if (identical(Sys.getenv("MEMKIT_BENCH_HUGE"), "only")) {
   run_huge()
   old <- if (file.exists(out_md)) readLines(out_md) else "## File-backed matrices (`bench/fm.R`)"
@@ -374,6 +401,7 @@ lines <- c(
   "subsetting); `fm_read()` copies whole columns. bigmemory has no colSums or product of its own here",
   "(biganalytics is a separate package), so its rows copy the matrix into memory first, as users do.",
   "",
+  grow_section(),
   huge_section()
 )
 writeLines(lines, out_md)

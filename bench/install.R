@@ -3,7 +3,7 @@
 lib <- file.path("bench", "lib")
 dir.create(lib, showWarnings = FALSE, recursive = TRUE)
 .libPaths(c(lib, .libPaths()))
-want <- c("lobstr", "bigmemory", "ff", "bigstatsr", "bench", "peakRAM")
+want <- c("lobstr", "bigmemory", "ff", "bigstatsr", "bigreadr", "data.table", "bench", "peakRAM")
 have <- rownames(installed.packages())
 need <- setdiff(want, have)
 if (length(need)) {

@@ -8,7 +8,7 @@
 # Each bench/<family>.R can also be run on its own; it rewrites its section.
 args <- commandArgs(trailingOnly = TRUE)
 here <- "bench"
-scripts <- setdiff(sub("[.]R$", "", list.files(here, pattern = "[.]R$")), c("run", "install", "common"))
+scripts <- setdiff(sub("[.]R$", "", list.files(here, pattern = "[.]R$")), c("run", "install", "common", "fm-grow"))
 if ("--no-run" %in% args) scripts <- character() else if (length(args)) scripts <- intersect(scripts, args)
 for (s in scripts) {
   message("== bench/", s, ".R")

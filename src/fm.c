@@ -362,7 +362,10 @@ static void read_header(fm_map *m, const char *path, int64_t size, header_t *h) 
     FAIL_SYS(m, "file", errno ? errno : EIO, path, "Can't read the header of '%s'", path);
   if (header_sum(buf, h->version, d, (size_t) h->dn_len) != h->checksum)
     FAIL(m, "format", "The header of '%s' is corrupt (checksum mismatch).", path);
-  if (usize != h->offset + data)
+  /* Longer is fine: fm_append() extends the file before it writes the header
+   * that counts the new columns, so a crash in between leaves a tail that the
+   * old header does not cover (see fm_append.c). Shorter never is. */
+  if (usize < h->offset + data)
     FAIL(m, "format", "'%s' is %lld bytes but its header says it holds %.0f: "
          "the file was truncated or changed.", path, (long long) size,
          (double) (h->offset + data));
@@ -1100,6 +1103,87 @@ SEXP ffi_fm_info(SEXP x) {
   Rf_setAttrib(out, R_NamesSymbol, names);
   UNPROTECT(nprot);
   return out;
+}
+
+
+/* ---- growing a file in place (fm_append.c) ------------------------------------
+ *
+ * The primitives fm_append.c needs of the header and the file: it owns the
+ * order of the steps (extend, write the new columns, sync, then the header). */
+
+/* Open `path` read-write into m and check its header; fills *f (the file id
+ * too, which the new header keeps). Signals (and releases m) on failure. */
+void fm_grow_open(fm_map *m, const char *path, fm_grow_header *f) {
+  int64_t size;
+  open_fd(m, path, FM_WRITE, &size);
+  header_t h;
+  read_header(m, path, size, &h);
+  scratch_free(m);
+  if (h.version != FM_VERSION)
+    FAIL(m, "format", "'%s' is a format %u file; grow it after rewriting it with as_fm().", path,
+         (unsigned) h.version);
+  if (read_full(m->fd, f->id, 16, 56) != 0)
+    FAIL_SYS(m, "file", errno ? errno : EIO, path, "Can't read the header of '%s'", path);
+  f->type = code_to_type(h.type_code);
+  f->nrow = (double) h.nrow;
+  f->ncol = (double) h.ncol;
+  f->offset = (double) h.offset;
+  f->size = (double) size;
+  checksum_string(h.checksum, f->checksum);
+}
+
+/* Bytes of the header block (fixed part and dimnames) for `dimnames` on an
+ * nrow x ncol matrix; -1 when a name is not valid text or it is too large. */
+double fm_header_need(SEXP dimnames) {
+  if (dimnames == R_NilValue) return HEADER_FIXED;
+  SEXP nm = Rf_getAttrib(dimnames, R_NamesSymbol);
+  double a = dn_vec_bytes(nm), b = dn_vec_bytes(VECTOR_ELT(dimnames, 0)),
+    c = dn_vec_bytes(VECTOR_ELT(dimnames, 1));
+  if (a < 0 || b < 0 || c < 0) return -1;
+  return HEADER_FIXED + a + b + c;
+}
+
+/* Write the header of an f->nrow x `ncol` matrix with `dimnames` (which must
+ * fit before f->offset: fm_header_need()) at the start of m's file and sync
+ * it. The one write that makes a grown file's new size count. Returns 0 or
+ * an errno value; the new checksum in `sum`. */
+int fm_grow_commit(fm_map *m, const fm_grow_header *f, double ncol, SEXP dimnames, char sum[17]) {
+  double need = fm_header_need(dimnames);
+  if (need < 0 || need > f->offset) return EINVAL;
+  size_t dn_len = (size_t) need - HEADER_FIXED;
+  unsigned char *buf = (unsigned char *) scratch_alloc(m, (size_t) need);
+  header_t h = {FM_VERSION, BYTE_ORDER_PROBE, (uint32_t) type_code(f->type),
+                (uint32_t) fm_elt_size(f->type), (uint64_t) f->nrow, (uint64_t) ncol,
+                (uint64_t) f->offset, (uint64_t) dn_len, 0};
+  header_pack(&h, f->id, buf);
+  if (dimnames != R_NilValue) {
+    unsigned char *p = buf + HEADER_FIXED;
+    dn_vec_put(&p, Rf_getAttrib(dimnames, R_NamesSymbol));
+    dn_vec_put(&p, VECTOR_ELT(dimnames, 0));
+    dn_vec_put(&p, VECTOR_ELT(dimnames, 1));
+  }
+  h.checksum = header_sum(buf, FM_VERSION, buf + HEADER_FIXED, dn_len);
+  memcpy(buf + 72, &h.checksum, 8);
+  int rc = write_full(m->fd, buf, (size_t) need, 0) == 0 ? 0 : errno;
+  scratch_free(m);
+  if (rc == 0 && fm_view_flush(m->fd, NULL, 0) != 0) rc = errno ? errno : EIO;
+  checksum_string(h.checksum, sum);
+  return rc;
+}
+
+/* The file of descriptor fd made exactly `size` bytes, its blocks reserved
+ * (a full disk is an error here, never a SIGBUS later). Returns 0 or an
+ * errno value. */
+int fm_file_extend(int fd, double size) {
+  return fm_file_reserve(fd, (int64_t) size);
+}
+
+int fm_pwrite_all(int fd, const void *buf, size_t n, double at) {
+  return write_full(fd, buf, n, (int64_t) at) == 0 ? 0 : (errno ? errno : EIO);
+}
+
+int fm_is_full_disk(int e) {
+  return full_disk(e);
 }
 
 

@@ -58,6 +58,20 @@ SEXP fm_duplicate_private(SEXP x);         /* COW remap of a read-only matrix */
 SEXP fm_new_map_xptr(void);                /* extptr owning an empty fm_map */
 SEXP fm_fresh_state(SEXP x);               /* the state to serialize (see fm.c) */
 
+/* fm.c, for fm_append.c (POSIX only): growing a memkit file in place. */
+typedef struct {
+  int type;
+  double nrow, ncol, offset, size;  /* size: the file's, when opened */
+  unsigned char id[16];
+  char checksum[17];
+} fm_grow_header;
+void fm_grow_open(fm_map *m, const char *path, fm_grow_header *f);
+double fm_header_need(SEXP dimnames);
+int fm_grow_commit(fm_map *m, const fm_grow_header *f, double ncol, SEXP dimnames, char sum[17]);
+int fm_file_extend(int fd, double size);   /* the platform primitive */
+int fm_pwrite_all(int fd, const void *buf, size_t n, double at);
+int fm_is_full_disk(int e);
+
 /* ---- a file that shrinks under its mapping ----------------------------------
  *
  * Reading a mapped page past the end of its file raises SIGBUS. memkit's own

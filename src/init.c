@@ -45,6 +45,15 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_flush, 1),
   CALLDEF(ffi_fm_info, 1),
   CALLDEF(ffi_fm_is, 1),
+  CALLDEF(ffi_fm_grow_begin, 3),
+  CALLDEF(ffi_fm_grow_write, 5),
+  CALLDEF(ffi_fm_grow_commit, 2),
+  CALLDEF(ffi_fm_grow_abort, 1),
+  CALLDEF(ffi_fm_pwrite, 5),
+  CALLDEF(ffi_fm_import_line, 6),
+  CALLDEF(ffi_fm_import_count, 3),
+  CALLDEF(ffi_fm_import_join, 3),
+  CALLDEF(ffi_fm_import_parse, 9),
 
   /* GC tracing */
   CALLDEF(ffi_gctrace_open, 1),

@@ -44,6 +44,18 @@ SEXP ffi_fm_flush(SEXP x);
 SEXP ffi_fm_info(SEXP x);
 SEXP ffi_fm_is(SEXP x);
 
+/* ---- growing and importing (src/fm_append.c, src/fm_import.c) ------------- */
+SEXP ffi_fm_grow_begin(SEXP x, SEXP ncol_new, SEXP dimnames);
+SEXP ffi_fm_grow_write(SEXP handle, SEXP value, SEXP at, SEXP from, SEXP n);
+SEXP ffi_fm_grow_commit(SEXP handle, SEXP dimnames);
+SEXP ffi_fm_grow_abort(SEXP handle);
+SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n);
+SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote);
+SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof);
+SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more);
+SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
+                         SEXP na, SEXP max_rows, SEXP first_line);
+
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
 SEXP ffi_gctrace_open(SEXP spool);
 SEXP ffi_gctrace_close(SEXP handle);

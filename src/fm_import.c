@@ -1,0 +1,573 @@
+/*
+ * fm_import.c: the parser of fm_import() (R/fm-import.R).
+ *
+ * R reads the text in blocks of bytes (from file() or gzfile(), so gzip
+ * needs nothing here) and hands each block to these functions, which never
+ * touch a file or a mapping: they split lines and fields and turn fields
+ * into numbers. R writes the numbers into the new matrix with ffi_fm_fill.
+ *
+ * Numbers are converted the way R's own reader converts them (read.csv(),
+ * scan(), type.convert()), so the results are identical to theirs, bit for
+ * bit: every digit accumulated in a long double, then one multiplication or
+ * division by a power of ten that was itself built in long double by
+ * repeated squaring, then rounded to double. (A correctly rounded strtod()
+ * differs from R in the last bit for a few numbers in ten thousand.) Digits
+ * go into a 64-bit integer while they fit, which gives the same long double
+ * exactly and is several times faster.
+ *
+ * A field is: optional blanks, then either a quoted string ("..." with ""
+ * for a quote inside) or bytes up to the separator, then optional blanks.
+ * Quoted fields may not span lines. Errors are returned to R as a
+ * description (line, field, reason, text), never signalled from here: R
+ * raises the classed `parse` error with the file's name.
+ */
+#include <ctype.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#ifndef _WIN32
+# include <pthread.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "memkit.h"
+#include "errors.h"
+
+enum { KIND_SKIP = 0, KIND_NUMBER = 1, KIND_STRING = 2 };
+enum { ERR_NONE = 0, ERR_FIELDS = 1, ERR_NUMBER = 2, ERR_QUOTE = 3, ERR_NUL = 4 };
+
+/* ---- numbers ------------------------------------------------------------- */
+
+#define POW_MAX 400
+static long double pow10_tab[POW_MAX];
+static int pow10_ready = 0;
+
+/* 10^k as R builds it: by squaring, in long double. */
+static long double pow10_sq(int k) {
+  long double p10 = 10.0L, fac = 1.0L;
+  for (int n = k; n; n >>= 1, p10 *= p10)
+    if (n & 1) fac *= p10;
+  return fac;
+}
+
+static void pow10_init(void) {
+  if (pow10_ready) return;
+  for (int k = 0; k < POW_MAX; k++) pow10_tab[k] = pow10_sq(k);
+  pow10_ready = 1;
+}
+
+static int ci_prefix(const char *p, const char *end, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t) (end - p) < n) return 0;
+  for (size_t k = 0; k < n; k++)
+    if (tolower((unsigned char) p[k]) != word[k]) return 0;
+  return 1;
+}
+
+/* Hexadecimal (rare in text files): the C library's reader. */
+static int parse_hex(const char *s, const char *end, double *out) {
+  char buf[64];
+  size_t n = (size_t) (end - s);
+  if (n >= sizeof buf) return 0;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  char *e;
+  double v = strtod(buf, &e);
+  if (e != buf + n) return 0;
+  *out = v;
+  return 1;
+}
+
+/* The number in [p, end) (no blanks), or 0 when it is not one. */
+static int parse_number(const char *p, const char *end, double *out) {
+  const char *s = p;
+  int sign = 1;
+  if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') sign = -1; p++; }
+  if (p == end) return 0;
+  if (!((*p >= '0' && *p <= '9') || *p == '.')) {
+    if (ci_prefix(p, end, "nan") && p + 3 == end) { *out = R_NaN; return 1; }
+    if (ci_prefix(p, end, "infinity") && p + 8 == end) { *out = sign * R_PosInf; return 1; }
+    if (ci_prefix(p, end, "inf") && p + 3 == end) { *out = sign * R_PosInf; return 1; }
+    return 0;
+  }
+  if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) return parse_hex(s, end, out);
+  uint64_t u = 0;
+  long double ans = 0;
+  int ndigits = 0, big = 0, expn = 0;
+  for (; p < end && *p >= '0' && *p <= '9'; p++, ndigits++) {
+    if (!big && u < UINT64_C(1000000000000000000)) u = u * 10 + (uint64_t) (*p - '0');
+    else { if (!big) { ans = (long double) u; big = 1; } ans = 10 * ans + (*p - '0'); }
+  }
+  if (p < end && *p == '.') {
+    for (p++; p < end && *p >= '0' && *p <= '9'; p++, ndigits++, expn--) {
+      if (!big && u < UINT64_C(1000000000000000000)) u = u * 10 + (uint64_t) (*p - '0');
+      else { if (!big) { ans = (long double) u; big = 1; } ans = 10 * ans + (*p - '0'); }
+    }
+  }
+  if (ndigits == 0) return 0;
+  if (!big) ans = (long double) u;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int esign = 1, n = 0, nd = 0;
+    p++;
+    if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') esign = -1; p++; }
+    for (; p < end && *p >= '0' && *p <= '9'; p++, nd++) n = n < 9999 ? n * 10 + (*p - '0') : n;
+    if (nd == 0) return 0;
+    expn += esign * n;
+  }
+  if (p != end) return 0;
+  if (expn + ndigits < -300) {
+    for (int n = 0; n < ndigits; n++) ans /= 10.0L;
+    expn += ndigits;
+  }
+  if (expn < -307) {
+    long double p10 = 10.0L, fac = 1.0L;
+    for (int n = -expn; n; n >>= 1, p10 *= p10)
+      if (n & 1) fac /= p10;
+    ans *= fac;
+  } else if (expn < 0) {
+    ans /= pow10_tab[-expn];
+  } else if (ans != 0.0L) {
+    ans *= expn < POW_MAX ? pow10_tab[expn] : pow10_sq(expn);
+  }
+  if (ans > DBL_MAX) { *out = sign > 0 ? R_PosInf : R_NegInf; return 1; }
+  *out = sign * (double) ans;
+  return 1;
+}
+
+/* ---- lines and fields ----------------------------------------------------- */
+
+typedef struct {
+  char sep;
+  int quote;            /* the quote character, or -1 */
+} dialect;
+
+/* One field starting at p in the line [p, end): its contents [*fs, *fe)
+ * (quotes removed; a quoted field with "" inside is copied to `tmp` with
+ * the doubling undone), whether it was quoted, and where the next field
+ * starts (NULL after the last). Returns ERR_NONE or ERR_QUOTE. */
+static int next_field(const char *p, const char *end, const dialect *d, const char **fs,
+                      const char **fe, int *quoted, const char **next, char **tmp, size_t *tmp_cap) {
+  while (p < end && (*p == ' ' || *p == '\t') && *p != d->sep) p++;
+  *quoted = 0;
+  if (d->quote >= 0 && p < end && *p == (char) d->quote) {
+    const char *q = p + 1;
+    int doubled = 0;
+    for (;;) {
+      const char *c = memchr(q, d->quote, (size_t) (end - q));
+      if (c == NULL) return ERR_QUOTE;
+      if (c + 1 < end && c[1] == (char) d->quote) { doubled = 1; q = c + 2; continue; }
+      *fs = p + 1;
+      *fe = c;
+      q = c + 1;
+      break;
+    }
+    *quoted = 1;
+    if (doubled) {
+      size_t n = (size_t) (*fe - *fs);
+      if (n + 1 > *tmp_cap) {
+        char *b = (char *) realloc(*tmp, n + 1);
+        if (b == NULL) return ERR_QUOTE;
+        *tmp = b;
+        *tmp_cap = n + 1;
+      }
+      size_t k = 0;
+      for (const char *c = *fs; c < *fe; c++) {
+        (*tmp)[k++] = *c;
+        if (*c == (char) d->quote) c++;
+      }
+      *fs = *tmp;
+      *fe = *tmp + k;
+    }
+    while (q < end && (*q == ' ' || *q == '\t') && *q != d->sep) q++;
+    if (q == end) { *next = NULL; return ERR_NONE; }
+    if (*q != d->sep) return ERR_QUOTE;
+    *next = q + 1;
+    return ERR_NONE;
+  }
+  if (p >= end) { *fs = *fe = end; *next = NULL; return ERR_NONE; }
+  const char *c = memchr(p, d->sep, (size_t) (end - p));
+  const char *e = c == NULL ? end : c;
+  *fs = p;
+  while (e > p && (e[-1] == ' ' || e[-1] == '\t') && e[-1] != d->sep) e--;
+  *fe = e;
+  *next = c == NULL ? NULL : c + 1;
+  return ERR_NONE;
+}
+
+/* The end of the line starting at p (the '\n', or `end` when there is none,
+ * which counts as a line only at the end of the file), and its content end
+ * without a '\r'. */
+static const char *line_end(const char *p, const char *end, const char **content_end) {
+  const char *nl = memchr(p, '\n', (size_t) (end - p));
+  const char *e = nl == NULL ? end : nl;
+  *content_end = (e > p && e[-1] == '\r') ? e - 1 : e;
+  return nl;
+}
+
+static int is_blank(const char *p, const char *e) {
+  for (; p < e; p++) if (*p != ' ' && *p != '\t') return 0;
+  return 1;
+}
+
+/* The NA strings as C strings, read once on the main thread. */
+typedef struct {
+  int n;
+  const char **s;
+  size_t *len;
+} na_set;
+
+static int na_match(const char *s, size_t n, const na_set *na) {
+  for (int i = 0; i < na->n; i++)
+    if (na->len[i] == n && memcmp(na->s[i], s, n) == 0) return 1;
+  return 0;
+}
+
+static double num_arg(SEXP x, const char *what) {
+  if ((TYPEOF(x) != REALSXP && TYPEOF(x) != INTSXP) || XLENGTH(x) != 1)
+    mk_error("argument", "`%s` must be a number.", what);
+  double v = Rf_asReal(x);
+  if (!R_FINITE(v) || v < 0) mk_error("argument", "`%s` must be a non-negative number.", what);
+  return v;
+}
+
+static dialect dialect_arg(SEXP sep, SEXP quote) {
+  dialect d;
+  if (TYPEOF(sep) != STRSXP || XLENGTH(sep) != 1 || LENGTH(STRING_ELT(sep, 0)) != 1)
+    mk_error("argument", "`sep` must be a single character.");
+  d.sep = CHAR(STRING_ELT(sep, 0))[0];
+  d.quote = -1;
+  if (TYPEOF(quote) == STRSXP && XLENGTH(quote) == 1 && LENGTH(STRING_ELT(quote, 0)) == 1)
+    d.quote = (unsigned char) CHAR(STRING_ELT(quote, 0))[0];
+  if (d.sep == '\n' || d.sep == '\r' || d.sep == (char) d.quote)
+    mk_error("argument", "`sep` can't be a line end or the quote character.");
+  return d;
+}
+
+/* ---- rows ----------------------------------------------------------------- */
+
+/* Rows [r0, r1) of the values matrix from the line at p. The only R API use
+ * is for string fields (strings != NULL), which run on the main thread. */
+typedef struct {
+  dialect d;
+  const int *kind;
+  int nf;
+  const na_set *na;
+  double *v;
+  int nrow;
+  SEXP strings;
+  const char *p, *end;
+  int r0, r1;
+  /* out */
+  int r, err, err_field;
+  double lines;
+  const char *p_end, *err_s, *err_e, *err_line, *err_ce;
+} job;
+
+static void parse_job(job *J) {
+  const char *p = J->p, *end = J->end, *ce;
+  char *tmp = NULL;
+  size_t cap = 0;
+  int r = J->r0, nf = J->nf;
+  const int *kind = J->kind;
+  double *v = J->v;
+  size_t nr = (size_t) J->nrow;
+  J->err = ERR_NONE;
+  J->lines = 0;
+  while (r < J->r1) {
+    const char *nl = line_end(p, end, &ce);
+    const char *lp = p;
+    p = nl == NULL ? end : nl + 1;
+    J->lines++;
+    if (is_blank(lp, ce)) continue;
+    const char *q = lp, *fs, *fe, *next = lp;
+    int quoted, col = 0, str = 0, j = 0, err = ERR_NONE;
+    for (j = 0; j < nf; j++) {
+      if (next == NULL) { err = ERR_FIELDS; break; }
+      const char *raw = next;
+      if (next_field(next, ce, &J->d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
+        err = ERR_QUOTE; J->err_field = j + 1; J->err_s = next; J->err_e = ce; break;
+      }
+      next = q;
+      if (kind[j] == KIND_SKIP) continue;
+      size_t len = (size_t) (fe - fs);
+      if (kind[j] == KIND_NUMBER) {
+        double x;
+        if (len == 0 || na_match(fs, len, J->na)) x = NA_REAL;
+        else if (!parse_number(fs, fe, &x)) {
+          err = ERR_NUMBER; J->err_field = j + 1;
+          /* The text as it is in the line: an unquoted copy in tmp is
+           * freed below. */
+          J->err_s = quoted ? raw : fs;
+          J->err_e = quoted ? (q == NULL ? ce : q - 1) : fe;
+          break;
+        }
+        v[(size_t) col * nr + (size_t) r] = x;
+      } else {
+        if (memchr(fs, 0, len) != NULL) { err = ERR_NUL; J->err_field = j + 1; break; }
+        v[(size_t) col * nr + (size_t) r] = NA_REAL;
+        SEXP s = (!quoted && na_match(fs, len, J->na)) ? NA_STRING :
+          Rf_mkCharLenCE(fs, (int) len, CE_NATIVE);
+        SET_STRING_ELT(VECTOR_ELT(J->strings, str), r, s);
+        str++;
+      }
+      col++;
+    }
+    if (err == ERR_NONE && next != NULL) err = ERR_FIELDS;
+    if (err != ERR_NONE) { J->err = err; J->err_line = lp; J->err_ce = ce; break; }
+    r++;
+  }
+  free(tmp);
+  J->r = r;
+  J->p_end = p;
+}
+
+#ifndef _WIN32
+static void *parse_thread(void *arg) {
+  parse_job((job *) arg);
+  return NULL;
+}
+#endif
+
+/* The second job (if any) on a thread of its own; the first here. */
+static void run_jobs(job *jobs, int n) {
+#ifndef _WIN32
+  pthread_t t;
+  if (n == 2 && pthread_create(&t, NULL, parse_thread, &jobs[1]) == 0) {
+    parse_job(&jobs[0]);
+    pthread_join(t, NULL);
+    return;
+  }
+#endif
+  for (int k = 0; k < n; k++) parse_job(&jobs[k]);
+}
+
+/* ---- entry points ---------------------------------------------------------- */
+
+/* Skip `skip` lines from byte `start` of `buf`, then split the next line
+ * into fields: list(fields, pos) with pos the byte after that line, or NULL
+ * when the buffer holds no complete line yet (and is not the file's end). */
+SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote) {
+  int nprot = 0;
+  if (TYPEOF(buf) != RAWSXP) mk_error("argument", "`buf` must be raw.");
+  dialect d = dialect_arg(sep, quote);
+  const char *b = (const char *) RAW(buf), *end = b + XLENGTH(buf);
+  double st = num_arg(start, "start"), sk = num_arg(skip, "skip");
+  if (st > (double) XLENGTH(buf)) mk_error("argument", "`start` is past the buffer.");
+  int at_eof = Rf_asLogical(eof) == TRUE;
+  const char *p = b + (size_t) st, *ce;
+  for (double k = 0; k < sk; k++) {
+    const char *nl = line_end(p, end, &ce);
+    if (nl == NULL) {
+      if (at_eof) { p = end; break; }
+      return R_NilValue;
+    }
+    p = nl + 1;
+  }
+  const char *nl = line_end(p, end, &ce);
+  if (nl == NULL && !at_eof) return R_NilValue;
+  /* Count, then collect. */
+  int n = 0;
+  const char *q = p, *fs, *fe, *next;
+  int quoted;
+  char *tmp = NULL;
+  size_t cap = 0;
+  if (p < ce || nl != NULL) {
+    for (;;) {
+      if (next_field(q, ce, &d, &fs, &fe, &quoted, &next, &tmp, &cap) != ERR_NONE) {
+        free(tmp);
+        mk_error("parse", "The header line has an unterminated quote.");
+      }
+      n++;
+      if (next == NULL) break;
+      q = next;
+    }
+  }
+  SEXP fields = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
+  q = p;
+  for (int k = 0; k < n; k++) {
+    next_field(q, ce, &d, &fs, &fe, &quoted, &next, &tmp, &cap);
+    if (memchr(fs, 0, (size_t) (fe - fs)) != NULL) {
+      free(tmp);
+      mk_error("parse", "The header line has a NUL byte (is the file text?).");
+    }
+    SEXP s = Rf_mkCharLenCE(fs, (int) (fe - fs), CE_NATIVE);
+    SET_STRING_ELT(fields, k, s);
+    q = next;
+  }
+  free(tmp);
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
+  SET_VECTOR_ELT(out, 0, fields);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarReal((double) ((nl == NULL ? end : nl + 1) - b)));
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* The bytes of `left` from `pos` on, then `more`: one memcpy each. */
+SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more) {
+  if (TYPEOF(left) != RAWSXP || TYPEOF(more) != RAWSXP) mk_error("argument", "raw vectors expected.");
+  double ps = num_arg(pos, "pos");
+  if (ps > (double) XLENGTH(left)) mk_error("argument", "`pos` is past the buffer.");
+  size_t a = (size_t) (XLENGTH(left) - (R_xlen_t) ps), m = (size_t) XLENGTH(more);
+  SEXP out = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) (a + m)));
+  if (a > 0) memcpy(RAW(out), RAW(left) + (size_t) ps, a);
+  if (m > 0) memcpy(RAW(out) + a, RAW(more), m);
+  UNPROTECT(1);
+  return out;
+}
+
+/* Lines with content in buf (blank lines do not count, as read.csv() skips
+ * them). `state` (an integer of length 1, updated) carries whether the line
+ * that continues past the end of buf has content so far. At the file's end
+ * (eof) an unterminated last line counts. */
+SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof) {
+  if (TYPEOF(buf) != RAWSXP || TYPEOF(state) != INTSXP || XLENGTH(state) != 1)
+    mk_error("argument", "`buf` must be raw and `state` an integer.");
+  const unsigned char *p = RAW(buf), *end = p + XLENGTH(buf);
+  int has = INTEGER(state)[0] != 0;
+  double n = 0;
+  for (; p < end; p++) {
+    unsigned char c = *p;
+    if (c == '\n') { n += has; has = 0; }
+    else if (c != '\r' && c != ' ' && c != '\t') has = 1;
+  }
+  if (Rf_asLogical(eof) == TRUE) { n += has; has = 0; }
+  INTEGER(state)[0] = has;
+  return Rf_ScalarReal(n);
+}
+
+/* Parse up to `max_rows` data lines of buf from byte `start`. `kinds` gives
+ * each field's kind (KIND_*); numbers go to a double matrix of rows x (the
+ * number of KIND_NUMBER and KIND_STRING fields), strings to one character
+ * vector per KIND_STRING field (their matrix column is left NA for R to
+ * fill with codes). `na`: the strings that mean NA (an empty field is NA
+ * too). Returns list(values, strings, rows, pos, lines, error), where pos is
+ * the byte after the last line used, lines the lines consumed (blank ones
+ * included), and error NULL or list(line, field, reason, text) with line
+ * counted from `first_line` (the number of the line at `start`). */
+SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
+                         SEXP na, SEXP max_rows, SEXP first_line) {
+  int nprot = 0;
+  if (TYPEOF(buf) != RAWSXP || TYPEOF(kinds) != INTSXP || TYPEOF(na) != STRSXP)
+    mk_error("argument", "`buf` must be raw, `kinds` integer and `na` character.");
+  pow10_init();
+  dialect d = dialect_arg(sep, quote);
+  const char *b = (const char *) RAW(buf), *end = b + XLENGTH(buf);
+  double st = num_arg(start, "start"), mr = num_arg(max_rows, "max_rows"),
+    line0 = num_arg(first_line, "first_line");
+  if (st > (double) XLENGTH(buf)) mk_error("argument", "`start` is past the buffer.");
+  int at_eof = Rf_asLogical(eof) == TRUE;
+  int nf = (int) XLENGTH(kinds);
+  const int *kind = INTEGER(kinds);
+  int nout = 0, nstr = 0;
+  for (int j = 0; j < nf; j++) {
+    if (kind[j] != KIND_SKIP && kind[j] != KIND_NUMBER && kind[j] != KIND_STRING)
+      mk_error("argument", "`kinds` must be 0, 1 or 2.");
+    if (kind[j] != KIND_SKIP) nout++;
+    if (kind[j] == KIND_STRING) nstr++;
+  }
+  if (nf == 0) mk_error("argument", "`kinds` is empty.");
+
+  /* Pass 1: the rows this call takes, and where the second half starts. */
+  const char *p = b + (size_t) st, *ce;
+  double rows = 0;
+  while (rows < mr && p < end) {
+    const char *nl = line_end(p, end, &ce);
+    if (nl == NULL && !at_eof) break;
+    if (!is_blank(p, ce)) rows++;
+    p = nl == NULL ? end : nl + 1;
+  }
+  const char *mid = NULL;
+  double mid_lines = 0;
+  if (nstr == 0 && rows >= 20000) {
+    double half = floor(rows / 2), seen = 0;
+    const char *q = b + (size_t) st;
+    while (q < end) {
+      const char *nl = line_end(q, end, &ce);
+      if (!is_blank(q, ce)) { if (seen == half) { mid = q; break; } seen++; }
+      mid_lines++;
+      q = nl == NULL ? end : nl + 1;
+    }
+  }
+  if (rows > INT_MAX || rows * (double) nout > (double) R_XLEN_T_MAX)
+    mk_error("argument", "`max_rows` is too large.");
+  int nr = (int) rows;
+  SEXP values = PROTECT(Rf_allocMatrix(REALSXP, nr, nout)); nprot++;
+  SEXP strings = PROTECT(Rf_allocVector(VECSXP, nstr)); nprot++;
+  for (int k = 0; k < nstr; k++) SET_VECTOR_ELT(strings, k, Rf_allocVector(STRSXP, nr));
+  double *v = REAL(values);
+
+  /* Pass 2: the fields, in two threads when the rows are many and all the
+   * kept fields are numbers (strings need R's allocator, main thread only). */
+  na_set nas;
+  nas.n = (int) XLENGTH(na);
+  nas.s = (const char **) R_alloc((size_t) nas.n + 1, sizeof(char *));
+  nas.len = (size_t *) R_alloc((size_t) nas.n + 1, sizeof(size_t));
+  for (int i = 0; i < nas.n; i++) {
+    nas.s[i] = CHAR(STRING_ELT(na, i));
+    nas.len[i] = (size_t) LENGTH(STRING_ELT(na, i));
+  }
+  job jobs[2];
+  int njobs = mid != NULL ? 2 : 1;
+  for (int k = 0; k < 2; k++) {
+    job *J = &jobs[k];
+    memset(J, 0, sizeof *J);
+    J->d = d; J->kind = kind; J->nf = nf; J->na = &nas; J->v = v; J->nrow = nr;
+    J->strings = nstr > 0 ? strings : NULL;
+    J->end = end;
+  }
+  if (njobs == 2) {
+    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr / 2;
+    jobs[1].p = mid; jobs[1].r0 = nr / 2; jobs[1].r1 = nr;
+  } else {
+    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr;
+  }
+  run_jobs(jobs, njobs);
+  /* The first error in file order; the lines consumed. */
+  job *E = jobs[0].err != ERR_NONE ? &jobs[0] : (njobs == 2 && jobs[1].err != ERR_NONE ? &jobs[1] : NULL);
+  double lines = njobs == 2 ? mid_lines + jobs[1].lines : jobs[0].lines;
+  double err_line_no = E == NULL ? 0 : (E == &jobs[1] ? mid_lines : 0) + E->lines;
+  int r = E == NULL ? nr : E->r;
+  p = njobs == 2 ? jobs[1].p_end : jobs[0].p_end;
+  if (E != NULL) { lines = err_line_no; p = E->p_end; }
+  int err = E == NULL ? ERR_NONE : E->err, err_field = E == NULL ? 0 : E->err_field;
+  const char *err_s = E == NULL ? NULL : E->err_s, *err_e = E == NULL ? NULL : E->err_e;
+  const char *err_line = E == NULL ? NULL : E->err_line, *err_ce = E == NULL ? NULL : E->err_ce;
+
+  SEXP error = R_NilValue;
+  if (err != ERR_NONE) {
+    /* For a ragged row: the fields it has. */
+    int nfields = 0;
+    if (err == ERR_FIELDS) {
+      const char *q = err_line, *fs, *fe, *next;
+      int quoted;
+      char *t2 = NULL;
+      size_t c2 = 0;
+      for (;;) {
+        if (next_field(q, err_ce, &d, &fs, &fe, &quoted, &next, &t2, &c2) != ERR_NONE) break;
+        nfields++;
+        if (next == NULL) break;
+        q = next;
+      }
+      free(t2);
+    }
+    error = PROTECT(Rf_allocVector(VECSXP, 4)); nprot++;
+    SET_VECTOR_ELT(error, 0, Rf_ScalarReal(line0 + err_line_no - 1));
+    SET_VECTOR_ELT(error, 1, Rf_ScalarInteger(err == ERR_FIELDS ? nfields : err_field));
+    SET_VECTOR_ELT(error, 2, Rf_ScalarInteger(err));
+    size_t tl = err_s == NULL ? 0 : (size_t) (err_e - err_s);
+    if (tl > 80) tl = 80;
+    SET_VECTOR_ELT(error, 3, Rf_ScalarString(Rf_mkCharLenCE(err_s == NULL ? "" : err_s, (int) tl,
+                                                           CE_NATIVE)));
+  }
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
+  SET_VECTOR_ELT(out, 0, values);
+  SET_VECTOR_ELT(out, 1, strings);
+  SET_VECTOR_ELT(out, 2, Rf_ScalarReal((double) r));
+  SET_VECTOR_ELT(out, 3, Rf_ScalarReal((double) (p - b)));
+  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(lines));
+  SET_VECTOR_ELT(out, 5, error);
+  UNPROTECT(nprot);
+  return out;
+}
