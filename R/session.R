@@ -310,6 +310,8 @@ mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
   ord <- order(-ret[, 3L], -res[[3L]], nms)
   out <- out[ord, , drop = FALSE]
   rownames(out) <- NULL
+  # Bindings mem_offload() left lazy read "<offloaded>" (R/offload.R).
+  out <- offload_mark_ls(out, envir)
   totals <- res[[6L]]
   structure(
     out,
@@ -377,6 +379,7 @@ print.mem_ls <- function(x, ...) {
                                stringsAsFactors = FALSE))
   }
   print(df, right = FALSE, row.names = FALSE)
+  offload_ls_footer(x)
   if (!complete && !is.null(all_names)) {
     cat("# No total row for a subset: shared memory makes sizes not add up.\n",
         "# mem_retained(x$name, envir) gives what removing these bindings would free.\n",
