@@ -112,8 +112,8 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
   n <- 0L
   # Spilled entries: key -> list(file, md5, bytes (on disk), size).
   spilled <- new.env(hash = TRUE, parent = emptyenv())
-  counts <- c(hits = 0, misses = 0, sets = 0, evictions = 0, spilled = 0, reloads = 0,
-              spill_bytes = 0)
+  # Counters, as separate numbers: each update is one assignment.
+  n_hits <- n_misses <- n_sets <- n_evictions <- n_spilled <- n_reloads <- n_spill_bytes <- 0
 
   if (!is.null(spill)) {
     # The directory holds only this cache's files: it goes with the cache.
@@ -173,8 +173,8 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
     bytes <- file.size(file)
     assign(key, list(file = file, md5 = unname(tools::md5sum(file)), bytes = bytes,
                      size = size), envir = spilled)
-    counts[["spilled"]] <<- counts[["spilled"]] + 1
-    counts[["spill_bytes"]] <<- counts[["spill_bytes"]] + bytes
+    n_spilled <<- n_spilled + 1
+    n_spill_bytes <<- n_spill_bytes + bytes
     TRUE
   }
 
@@ -193,7 +193,7 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
     value <- values_[[slot]]
     size <- sizes_[[slot]]
     drop_slot(key, slot)
-    counts[["evictions"]] <<- counts[["evictions"]] + 1
+    n_evictions <<- n_evictions + 1
     if (!is.null(spill)) spill_write(key, value, size)
   }
 
@@ -206,7 +206,7 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
     check_key(key)
     slot <- idx[[key]]
     if (!is.null(slot)) {
-      counts[["hits"]] <<- counts[["hits"]] + 1
+      n_hits <<- n_hits + 1
       if (lru) {
         tick <<- tick + 1
         used_[slot] <<- tick
@@ -216,11 +216,11 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
     if (!is.null(spill) && !is.null(spilled[[key]])) {
       value <- reload(key)
       if (!inherits(value, "key_missing")) {
-        counts[["hits"]] <<- counts[["hits"]] + 1
+        n_hits <<- n_hits + 1
         return(value)
       }
     }
-    counts[["misses"]] <<- counts[["misses"]] + 1
+    n_misses <<- n_misses + 1
     missing
   }
 
@@ -247,7 +247,7 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
               path = rec$file, call = NULL)
       return(key_missing())
     }
-    counts[["reloads"]] <<- counts[["reloads"]] + 1
+    n_reloads <<- n_reloads + 1
     if (rec$size <= max_size) {
       put(key, value, rec$size)
       prune()
@@ -261,13 +261,13 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
   set <- function(key, value) {
     check_key(key)
     size <- .Call(ffi_size_cells, list(value))[[3L]]
-    counts[["sets"]] <<- counts[["sets"]] + 1
+    n_sets <<- n_sets + 1
     if (!is.null(spill) && !is.null(spilled[[key]])) spill_drop(key)
     if (size > max_size) {
       # Too large for the budget: never in memory.
       slot <- idx[[key]]
       if (!is.null(slot)) drop_slot(key, slot)
-      counts[["evictions"]] <<- counts[["evictions"]] + 1
+      n_evictions <<- n_evictions + 1
       if (!is.null(spill)) spill_write(key, value, size)
       return(invisible(FALSE))
     }
@@ -316,9 +316,9 @@ mem_cache <- function(max_size = "512 MB", evict = c("lru", "fifo"), spill = NUL
     list(max_size = new_mem_bytes(max_size), evict = evict, spill = spill,
          compress = compress, missing = missing_default, n = n,
          n_spilled = length(ls(spilled, all.names = TRUE)), bytes = new_mem_bytes(total),
-         hits = counts[["hits"]], misses = counts[["misses"]], sets = counts[["sets"]],
-         evictions = counts[["evictions"]], spilled = counts[["spilled"]],
-         reloads = counts[["reloads"]], spill_bytes = new_mem_bytes(counts[["spill_bytes"]]))
+         hits = n_hits, misses = n_misses, sets = n_sets,
+         evictions = n_evictions, spilled = n_spilled,
+         reloads = n_reloads, spill_bytes = new_mem_bytes(n_spill_bytes))
   }
 
   structure(
@@ -334,7 +334,7 @@ key_missing <- function() structure(list(), class = "key_missing")
 
 check_key <- function(key, call = sys.call(-1L)) {
   if (!is.character(key) || length(key) != 1L || is.na(key) ||
-      !grepl("^[A-Za-z0-9_-]{1,200}$", key)) {
+      nchar(key, "bytes") > 200L || !grepl("^[A-Za-z0-9_-]+$", key)) {
     mk_abort("argument", sprintf(
       "`key` must be a string of 1 to 200 letters, digits, `_` or `-`, not %s.",
       describe_value(key)), call = call)
