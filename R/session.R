@@ -247,7 +247,11 @@ print.mem_gc <- function(x, ...) {
 #' bindings made with [delayedAssign()]) are not forced and active bindings
 #' are not called: their class reads `<promise>` or `<active>`, and their
 #' sizes are those of the promise or the binding's function. A function's
-#' argument that was given no value reads `<missing>`.
+#' argument that was given no value reads `<missing>`. A binding that
+#' [mem_offload()] moved to disk and that was not used since reads
+#' `<offloaded>`: it is not loaded to be listed, its size is that of the
+#' lazy binding, and attribute `offloaded` (printed below the table) gives
+#' its class, storage and bytes on disk.
 #'
 #' All retained sizes come from one walk of the session (see
 #' [mem_retained()] for the roots and what cannot be seen), plus one walk
@@ -276,7 +280,9 @@ print.mem_gc <- function(x, ...) {
 #'   `total` (their combined size), `total_retained` (what removing every binding would
 #'   free, with its `cells`) and `walk`: the nodes marked as reachable from
 #'   elsewhere, the nodes reachable only from the bindings, and the bytes the
-#'   walk used.
+#'   walk used. When some bindings are offloaded, attribute `offloaded`: a
+#'   data frame of their `name`, `class`, `storage`, `disk` ([mem_bytes])
+#'   and `path`.
 #' @export
 #' @examples
 #' e <- new.env()
