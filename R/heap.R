@@ -225,7 +225,7 @@ mem_allocator <- function(arena_max = NULL, trim_threshold = NULL, mmap_threshol
   }
   old <- allocator_read()
   if (length(new) == 0L) return(old)
-  if (!identical(.Call(ffi_heap_info)[[9L]], 2) && !identical(.Call(ffi_heap_info)[[9L]], 1)) {
+  if (!.Call(ffi_heap_info)[[9L]] %in% 1:2) {
     mk_abort("unsupported", "Allocator settings need the GNU C library's mallopt().")
   }
   for (k in names(new)) {

@@ -47,13 +47,16 @@
 #' file before reading it (the MD5 sum of a serialized file, the header
 #' checksum of a file-backed one): a file that was changed or removed is an
 #' error of class `memkit_error_format` or `memkit_error_file` at first use
-#' of the binding, and the binding stays offloaded (the next use tries
-#' again). The file of a file-backed value is not deleted: the value maps
+#' of the binding, and the binding stays offloaded: the next use tries
+#' again (and R warns that it is "restarting interrupted promise
+#' evaluation"). The file of a file-backed value is not deleted: the value maps
 #' it. `mem_restore(in_memory = TRUE)` reads such values into memory and
 #' deletes their files.
 #'
 #' @param names A character vector of binding names in `envir` (for
-#'   `mem_restore()`, `NULL` for every offloaded binding of `envir`).
+#'   `mem_restore()`, `NULL` for every offloaded binding of `envir`;
+#'   bindings that are not offloaded, or were loaded since, are left as
+#'   they are).
 #' @param envir The environment that holds them.
 #' @param dir The directory to write the files to.
 #' @param compress Compression of serialized values: `"gzip"` (the default

@@ -91,5 +91,13 @@ test_that("mem_allocator() checks its arguments", {
   expect_error(mem_allocator(trim_threshold = "lots"), class = "memkit_error_argument")
   expect_error(mem_allocator(mmap_threshold = "3 GB"), class = "memkit_error_argument")
 })
-  expect_true("memkit_error_argument" %in% res$value)
+
+test_that("mem_heap() and mem_allocator() print", {
+  out <- capture.output(print(mem_heap()))
+  expect_match(out[[1L]], "^<mem_heap> from ")
+  out <- capture.output(print(mem_allocator()))
+  expect_identical(out[[1L]], "<mem_allocator>")
+  expect_length(out, 5L)
+  expect_true(all(c("arena_max", "trim_threshold", "mmap_threshold") %in%
+                    sub("^ *(\\S+).*", "\\1", out[-(1:2)])))
 })
