@@ -78,6 +78,7 @@ for (vs in names(value_sets)) {
   }
 }
 cache_tab <- do.call(rbind, cache_rows)
+print(cache_tab)
 
 # ---- offload and reload ------------------------------------------------------
 dir <- tempfile("bench-manage-")
@@ -93,8 +94,8 @@ for (nm in names(objs)) {
                                                             "saveRDS", "readRDS", "saveRDS_none")))
   for (r in seq_len(reps)) {
     e <- new.env()
-    e$x <- x + 0      # its own copy, so offloading frees it
-    if (nm == "list") e$x <- lapply(x, function(v) v + 0)
+    # Its own copy, so offloading frees it.
+    e$x <- if (is.list(x)) lapply(x, function(v) v + 0) else x + 0
     gc()
     t[r, "offload"] <- system.time(out <- mem_offload("x", e, dir = dir))[["elapsed"]]
     t[r, "first_use"] <- system.time(y <- e$x)[["elapsed"]]
