@@ -42,7 +42,9 @@ heap_sources <- c("none", "mallinfo", "mallinfo2", "malloc_zone_statistics")
 #' `free` from `malloc_zone_statistics()`; the other fields are `NA`.
 #' Windows and other systems: every allocator field is `NA` (their
 #' allocators offer no such summary through a portable call), and so are
-#' `free_held` and `fragmentation`.
+#' `free_held` and `fragmentation`. The same holds, with `source` `"none"`,
+#' in a process whose `malloc()` was replaced (by a sanitizer, or jemalloc
+#' through `LD_PRELOAD`): glibc's counters then see an empty heap.
 #'
 #' @return A list of class `mem_heap` with [mem_bytes] `heap`, `in_use`,
 #'   `free`, `fastbin_free` (free in the allocator's small-chunk bins, part
@@ -62,7 +64,7 @@ heap_sources <- c("none", "mallinfo", "mallinfo2", "malloc_zone_statistics")
 #' h$free_held
 #' h$fragmentation
 mem_heap <- function() {
-  v <- .Call(ffi_heap_info)
+  v <- heap_info()
   source <- heap_sources[[v[[9L]] + 1L]]
   out <- as.list(stats::setNames(v[1:8], heap_fields))
   rss <- as.numeric(rss_now())
@@ -85,6 +87,19 @@ mem_heap <- function() {
   }
   out$source <- source
   structure(out, class = "mem_heap")
+}
+
+# The allocator's figures (src/heap.c). A process whose malloc() was
+# replaced (a sanitizer's allocator, jemalloc through LD_PRELOAD) still has
+# glibc's mallinfo2(), which then sees an empty heap: that is no figure at
+# all, so it reads as "none".
+heap_info <- function() {
+  v <- .Call(ffi_heap_info)
+  if (v[[9L]] %in% 1:2 && all(v[c(1L, 2L, 6L)] == 0)) {
+    v[1:8] <- NA_real_
+    v[[9L]] <- 0
+  }
+  v
 }
 
 # Resident bytes of the main heap (the "[heap]" mapping that brk() grows),
@@ -183,8 +198,9 @@ allocator_tunables <- c(arena_max = "glibc.malloc.arena_max",
 #' previous value of a setting never set is) leaves it as it is.
 #'
 #' @section Platforms:
-#' GNU C library only. Elsewhere reading gives `NA` for every setting and
-#' setting one is an error of class `memkit_error_unsupported`.
+#' GNU C library only (and its allocator: not when `malloc()` was
+#' replaced, see [mem_heap()]). Elsewhere reading gives `NA` for every
+#' setting and setting one is an error of class `memkit_error_unsupported`.
 #'
 #' @param arena_max The most arenas, a whole number of at least 1.
 #' @param trim_threshold,mmap_threshold A number of bytes or a size such as
@@ -225,8 +241,8 @@ mem_allocator <- function(arena_max = NULL, trim_threshold = NULL, mmap_threshol
   }
   old <- allocator_read()
   if (length(new) == 0L) return(old)
-  if (!.Call(ffi_heap_info)[[9L]] %in% 1:2) {
-    mk_abort("unsupported", "Allocator settings need the GNU C library's mallopt().")
+  if (!heap_info()[[9L]] %in% 1:2) {
+    mk_abort("unsupported", "Allocator settings need the GNU C library's allocator (mallopt()).")
   }
   for (k in names(new)) {
     ok <- .Call(ffi_heap_mallopt, allocator_knobs[[k]], as.double(new[[k]]))
@@ -240,7 +256,7 @@ mem_allocator <- function(arena_max = NULL, trim_threshold = NULL, mmap_threshol
 
 # The settings as far as they can be known, with where each comes from.
 allocator_read <- function() {
-  glibc <- .Call(ffi_heap_info)[[9L]] %in% 1:2
+  glibc <- heap_info()[[9L]] %in% 1:2
   vals <- list(arena_max = NA_real_, trim_threshold = NA_real_, mmap_threshold = NA_real_)
   src <- stats::setNames(rep(if (glibc) "glibc default (not readable)" else
     "not the GNU C library", 3L), names(vals))
