@@ -252,7 +252,11 @@ print.mem_gc <- function(x, ...) {
 #' bindings made with [delayedAssign()]) are not forced and active bindings
 #' are not called: their class reads `<promise>` or `<active>`, and their
 #' sizes are those of the promise or the binding's function. A function's
-#' argument that was given no value reads `<missing>`.
+#' argument that was given no value reads `<missing>`. A binding that
+#' [mem_offload()] moved to disk and that was not used since reads
+#' `<offloaded>`: it is not loaded to be listed, its size is that of the
+#' lazy binding, and attribute `offloaded` (printed below the table) gives
+#' its class, storage and bytes on disk.
 #'
 #' All retained sizes come from one walk of the session (see
 #' [mem_retained()] for the roots and what cannot be seen) and one walk of
@@ -285,7 +289,9 @@ print.mem_gc <- function(x, ...) {
 #'   elsewhere, the nodes reachable only from the bindings, the bytes the
 #'   walks used, the nodes of the sizes' graph (`sized`) and the steps its
 #'   queries took (`steps`, about one per binding where memory is shared in
-#'   the usual ways).
+#'   the usual ways). When some bindings are offloaded, attribute
+#'   `offloaded`: a data frame of their `name`, `class`, `storage`, `disk`
+#'   ([mem_bytes]) and `path`.
 #' @export
 #' @examples
 #' e <- new.env()
@@ -316,6 +322,8 @@ mem_ls <- function(envir = parent.frame(), min_shared = 1024) {
   ord <- order(-ret[, 3L], -res[[3L]], nms, method = "radix")
   out <- out[ord, , drop = FALSE]
   rownames(out) <- NULL
+  # Bindings mem_offload() left lazy read "<offloaded>" (R/offload.R).
+  out <- offload_mark_ls(out, envir)
   totals <- res[[6L]]
   structure(
     out,
@@ -384,6 +392,7 @@ print.mem_ls <- function(x, ...) {
                                stringsAsFactors = FALSE))
   }
   cat(table_lines(df, align = "left"), sep = "\n")
+  offload_ls_footer(x)
   if (!complete && !is.null(all_names)) {
     cat("# No total row for a subset: shared memory makes sizes not add up.\n",
         "# mem_retained(x$name, envir) gives what removing these bindings would free.\n",

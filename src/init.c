@@ -71,6 +71,11 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_sampler_peak, 0),
   CALLDEF(ffi_sampler_reset, 0),
 
+  /* needing less: the allocator's heap, offloaded bindings */
+  CALLDEF(ffi_heap_info, 0),
+  CALLDEF(ffi_heap_mallopt, 2),
+  CALLDEF(ffi_offload_probe, 2),
+
   {NULL, NULL, 0}
 };
 

@@ -72,4 +72,9 @@ SEXP ffi_sampler_stop(SEXP sampler);
 SEXP ffi_sampler_peak(void);
 SEXP ffi_sampler_reset(void);
 
+/* ---- needing less (src/heap.c, src/offload.c) ----------------------------- */
+SEXP ffi_heap_info(void);
+SEXP ffi_heap_mallopt(SEXP knob, SEXP value);
+SEXP ffi_offload_probe(SEXP envir, SEXP names);
+
 #endif

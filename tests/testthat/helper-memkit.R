@@ -32,3 +32,4 @@ in_child <- function(fun, args = list(), timeout = 120) {
   )
   res
 }
+
