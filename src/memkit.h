@@ -60,4 +60,11 @@ SEXP ffi_sampler_stop(SEXP sampler);
 SEXP ffi_sampler_peak(void);
 SEXP ffi_sampler_reset(void);
 
+/* ---- room and limits (src/limits.c; the watch: src/sampler.c, src/watch.c) */
+SEXP ffi_sampler_start_ex(SEXP interval, SEXP watch, SEXP children);
+SEXP ffi_sampler_halt(SEXP sampler);
+SEXP ffi_watch_drain(void);
+SEXP ffi_limits_rlimit(void);
+SEXP ffi_limits_system(void);
+
 #endif
