@@ -325,6 +325,8 @@ print.mem_limits <- function(x, ...) {
       check.names = FALSE, stringsAsFactors = FALSE)
     print(tab, row.names = FALSE, right = FALSE)
   }
+  cg <- x[counted & grepl("^cgroup", x$limit), , drop = FALSE]
+  if (nrow(cg)) cat(paste0("Cgroup: ", cg$what, "\n"), sep = "")
   b <- x[x$binds, , drop = FALSE]
   if (nrow(b)) {
     cat(sprintf("Room left: %s, decided by %s.\n", format(b$room), b$what))

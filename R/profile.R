@@ -90,9 +90,11 @@ peak_method_text <- function(method) {
 #' With `children = TRUE` the child processes started while `expr` runs are
 #' sampled too (Linux): R's descendants (`parallel::mclapply()` forks,
 #' `callr` children, `system()` commands) and the processes of R's session
-#' that were orphaned, which is how parallel's PSOCK workers run
-#' ([parallel::makePSOCKcluster()]: R starts them through a shell that exits
-#' at once). Running descendants started before `expr` count as well. Each
+#' started while `expr` runs that were orphaned, which is how parallel's
+#' PSOCK workers run ([parallel::makePSOCKcluster()]: R starts them through
+#' a shell that exits at once, so they are not R's children). Descendants
+#' started before `expr` and still running count as well; PSOCK workers
+#' started before do not (make the cluster inside `expr`). Each
 #' counts by its proportional set size (PSS, from `/proc/<pid>/smaps_rollup`):
 #' every page divided by the number of processes that map it, so the pages a
 #' fork shares with R are not counted twice; R's own PSS is read at the same
@@ -406,10 +408,15 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   if (stacked) {
     # The children's PSS at the bottom, R's own PSS stacked on it: the top
     # edge is the whole family's memory.
+    # Scans are sparse: each reading holds until the next (or the end).
     t <- k$time
-    graphics::polygon(c(t, rev(t)), c(kid, rep(0, length(t))), border = NA,
+    t_end <- c(t[-1L], max(x$duration, t))
+    xs <- c(rbind(t, t_end))
+    low <- rep(kid, each = 2L)
+    high <- rep(kid + self, each = 2L)
+    graphics::polygon(c(xs, rev(xs)), c(low, rep(0, length(xs))), border = NA,
                       col = grDevices::adjustcolor("darkorange", 0.45))
-    graphics::polygon(c(t, rev(t)), c(kid + self, rev(kid)), border = NA,
+    graphics::polygon(c(xs, rev(xs)), c(high, rev(low)), border = NA,
                       col = grDevices::adjustcolor("grey50", 0.25))
     graphics::lines(s$time, rss, lwd = 1.5)
   }

@@ -4,11 +4,13 @@
  *
  * Which processes count: R's descendants (a parent chain that leads to R:
  * mclapply() forks, callr children, system() commands), and processes of
- * R's session that were orphaned, whose parent is init or a process outside
- * the session. The second rule catches parallel's PSOCK workers: R starts
- * them through a shell that exits at once, and they are re-parented to init
- * (or to a subreaper) before anyone sees them as R's. R's own ancestors
- * never count. A process is classified when it is first seen; a process
+ * R's session started after the profile began that were orphaned, whose
+ * parent is init or a process outside the session. The second rule catches
+ * parallel's PSOCK workers: R starts them through a shell that exits at
+ * once, and they are re-parented to init (or to a subreaper) before anyone
+ * sees them as R's; their start time keeps out orphans of the session that
+ * were there before (a job left running in the background of the same
+ * terminal). R's own ancestors never count. A process is classified when it is first seen; a process
  * whose parent is also new waits for its parent's classification.
  *
  * How much each counts: its proportional set size (Pss in
@@ -49,9 +51,17 @@ SEXP kids_result(const mk_kids *k) { (void) k; return R_NilValue; }
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "utils.h"
+
+/* The clock of the start times in /proc/<pid>/stat. */
+#ifdef CLOCK_BOOTTIME
+# define START_CLOCK CLOCK_BOOTTIME
+#else
+# define START_CLOCK CLOCK_MONOTONIC
+#endif
 
 #define MAX_ANCESTORS 64
 #define NAME_LEN 16
@@ -72,6 +82,7 @@ typedef struct {
 
 struct mk_kids {
   pid_t self, sid;
+  unsigned long long since; /* the profile's start, in clock ticks since boot */
   pid_t ancestors[MAX_ANCESTORS];
   int n_ancestors;
   double every, next;
@@ -176,8 +187,8 @@ static int classify(const mk_kids *k, proc *p) {
   proc *parent = find(k, p->ppid);
   if (parent != NULL && parent->ours == -1) return 0;
   if (parent != NULL && parent->ours == 1) { p->ours = 1; return 1; }
-  /* An orphan of R's session: its parent is init, gone, or outside. */
-  p->ours = p->sid == k->sid &&
+  /* A new orphan of R's session: its parent is init, gone, or outside. */
+  p->ours = p->sid == k->sid && p->start >= k->since &&
     (p->ppid <= 1 || parent == NULL || parent->sid != k->sid);
   return 1;
 }
@@ -296,6 +307,14 @@ mk_kids *kids_new(double every) {
   k->sid = getsid(0);
   k->every = every > 0 ? every : 0.1;
   k->page = sysconf(_SC_PAGESIZE);
+  struct timespec ts;
+  long hz = sysconf(_SC_CLK_TCK);
+  if (clock_gettime(START_CLOCK, &ts) == 0 && hz > 0) {
+    /* One tick early: a process started in the same tick counts. */
+    unsigned long long ticks = (unsigned long long) ts.tv_sec * (unsigned long long) hz +
+      (unsigned long long) ((double) ts.tv_nsec * (double) hz / 1e9);
+    k->since = ticks > 0 ? ticks - 1 : 0;
+  }
   pid_t p = getppid();
   while (p > 1 && k->n_ancestors < MAX_ANCESTORS) {
     k->ancestors[k->n_ancestors++] = p;
