@@ -28,13 +28,15 @@
 #' @seealso [mem_peak()], [mem_leaks()].
 #' @export
 #' @examples
+#' \donttest{
 #' if (requireNamespace("testthat", quietly = TRUE)) {
 #'   testthat::test_that("a small allocation stays small", {
 #'     expect_mem_peak(x <- numeric(1e5), max = "50 MB")
 #'   })
 #'   testthat::test_that("a function that only builds and drops does not leak", {
-#'     expect_no_leak(function() invisible(numeric(1e4)), n = 10, warmup = 2)
+#'     expect_no_leak(function() invisible(numeric(1e4)), n = 5, warmup = 1)
 #'   })
+#' }
 #' }
 expect_mem_peak <- function(expr, max, children = FALSE) {
   check_testthat()

@@ -205,6 +205,7 @@ test_that("with_mem_limit() on Windows is unsupported", {
 })
 
 test_that("with_mem_limit() stops 8 GB of allocation at 500 MB; the session goes on as before", {
+  skip_if_other_allocator() # resident sizes are the sanitizer's
   skip_on_os("windows")
   skip_on_cran()
   skip_if_valgrind()

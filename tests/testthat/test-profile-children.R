@@ -32,6 +32,7 @@ test_that("a system() child is found and counted; the result has its columns", {
 })
 
 test_that("a PSOCK cluster of 2 workers holding 300 MB each: the children's peak is 600 MB within 10%", {
+  skip_if_other_allocator() # resident sizes are the sanitizer's
   skip_if_not_linux()
   skip_on_cran()
   skip_if_valgrind()
@@ -62,6 +63,7 @@ test_that("a PSOCK cluster of 2 workers holding 300 MB each: the children's peak
 })
 
 test_that("an mclapply() fork that only reads the parent's 500 MB adds well under 500 MB", {
+  skip_if_other_allocator() # resident sizes are the sanitizer's
   skip_if_not_linux()
   skip_on_cran()
   skip_if_valgrind()
