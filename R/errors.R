@@ -35,6 +35,11 @@
 #'     the whole line is at fault).}
 #'   \item{`memory`}{memkit could not allocate the memory it needs for its
 #'     own work (the walk of an object graph, a buffer).}
+#'   \item{`memory_limit`}{The expression given to [with_mem_limit()] passed
+#'     its limit and was stopped. Fields `limit`, `of` (`"process"` or
+#'     `"cgroup"`), `value` (the reading that passed the limit), `peak` (the
+#'     peak resident memory) and `profile` (a [mem_profile()] result of the
+#'     run up to the stop).}
 #'   \item{`state`}{An object or the session is in the wrong state for the
 #'     call: a closed matrix, a trace that is not running, a locked
 #'     environment.}
@@ -57,7 +62,7 @@
 NULL
 
 mk_error_kinds <- c("argument", "type", "file", "disk", "format", "parse", "memory",
-                    "state", "system", "unsupported", "internal")
+                    "memory_limit", "state", "system", "unsupported", "internal")
 
 mk_condition <- function(kind, message, call = NULL, ...) {
   structure(

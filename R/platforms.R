@@ -3,7 +3,10 @@
 # test-platforms.R checks that every test does) and the "Platforms" sections
 # of the help follow. Names are exported functions; an OS absent here has
 # everything.
-platform_unsupported <- list()
+platform_unsupported <- list(
+  # No POSIX signal to interrupt R's main thread with (?with_mem_limit).
+  windows = "with_mem_limit"
+)
 
 platform_os <- function() {
   if (.Platform$OS.type == "windows") "windows" else tolower(Sys.info()[["sysname"]])

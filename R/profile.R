@@ -89,6 +89,27 @@ peak_method_text <- function(method) {
 #' outer peak exact, and [gc_trace()] works inside `mem_profile()` and around
 #' it.
 #'
+#' With `children = TRUE` the child processes started while `expr` runs are
+#' sampled too (Linux): R's descendants (`parallel::mclapply()` forks,
+#' `callr` children, `system()` commands) and the processes of R's session
+#' started while `expr` runs that were orphaned, which is how parallel's
+#' PSOCK workers run ([parallel::makePSOCKcluster()]: R starts them through
+#' a shell that exits at once, so they are not R's children). Descendants
+#' started before `expr` and still running count as well; PSOCK workers
+#' started before do not (make the cluster inside `expr`). Each
+#' counts by its proportional set size (PSS, from `/proc/<pid>/smaps_rollup`):
+#' every page divided by the number of processes that map it, so the pages a
+#' fork shares with R are not counted twice; R's own PSS is read at the same
+#' moments (twice, around the children, keeping the smaller, so that a child
+#' starting or ending in between does not count shared pages twice). The
+#' process table is scanned every `max(interval, 0.05)` seconds, or less
+#' often when a scan takes long: reading a PSS walks the process's page
+#' tables, some tens of milliseconds per gigabyte, and holds off R's own
+#' `mmap()` calls meanwhile (R's own, not the children's), so scans are
+#' spaced to take at most a fifth of the time. A child that lives shorter than the spacing may be missed.
+#' Elsewhere `children = TRUE` is an error of class
+#' `memkit_error_unsupported`.
+#'
 #' Resident memory is read from `/proc/self/statm` on Linux, with
 #' `task_info()` on macOS and with `GetProcessMemoryInfo()` on Windows (see
 #' Platforms).
@@ -105,6 +126,7 @@ peak_method_text <- function(method) {
 #' @param interval Seconds between samples of resident memory, from `1e-4`
 #'   to `86400` (a day); other values are an error of class
 #'   `memkit_error_argument`.
+#' @param children Also sample child processes (see above). Linux only.
 #' @return `mem_profile()`: a `mem_profile` object, a list with
 #'   * `samples`: a data frame of `time` (seconds since the start) and `rss`
 #'     (resident memory, [mem_bytes]);
@@ -116,7 +138,12 @@ peak_method_text <- function(method) {
 #'   * `baseline`, `peak`, `end`: resident memory at the start, at the peak and
 #'     at the end, and `peak_method`;
 #'   * `duration`, `gc_time` (seconds in collections, from [gc.time()]),
-#'     `interval`, and `value`, the value of `expr`.
+#'     `interval`, and `value`, the value of `expr`;
+#'   * with `children = TRUE`, `children`: a data frame of `time`,
+#'     `children` (the children's PSS summed), `self` (R's own PSS) and `n`
+#'     (the number of children) at each scan, and `processes`: one row per
+#'     child seen, with `pid`, `name`, `first` and `last` (seconds since the
+#'     start) and `peak` (its largest PSS). `NULL` otherwise.
 #'
 #'   Its `summary()` gives the figures, a `summary_mem_profile` object (a
 #'   list: `duration`, `samples`, `baseline`, `peak`, `peak_above`,
@@ -124,7 +151,8 @@ peak_method_text <- function(method) {
 #'   `gc_time`, `gc_percent`) that prints one figure a line; `plot()` draws
 #'   the timeline (resident memory, the R heap after each collection,
 #'   collections as ticks coloured by level, the peak as a red dashed line
-#'   and marks as labelled spans) and `as.data.frame()` gives the samples.
+#'   and marks as labelled spans; with children, their PSS as a filled band
+#'   with R's own PSS stacked on it) and `as.data.frame()` gives the samples.
 #' @section Platforms:
 #' Resident memory is `/proc/self/statm`'s resident set on Linux,
 #' `task_info()`'s `resident_size` (`MACH_TASK_BASIC_INFO`) on macOS, and the
@@ -137,7 +165,7 @@ peak_method_text <- function(method) {
 #' for how the collections are read on each platform.
 #' @seealso [mem_peak()] for the peak alone; [gc_trace()] for the
 #'   collections alone; [mem_leaks()] for leak checks.
-#' @importFrom graphics abline legend lines mtext par plot rect segments text
+#' @importFrom graphics abline legend lines mtext par plot polygon rect segments text
 #' @importFrom grDevices adjustcolor hcl.colors
 #' @importFrom stats median pnorm qnorm setNames
 #' @importFrom cli cli_progress_bar cli_progress_update cli_progress_done
@@ -153,10 +181,11 @@ peak_method_text <- function(method) {
 #' p
 #' summary(p)
 #' plot(p)
-mem_profile <- function(expr, interval = 0.01) {
+mem_profile <- function(expr, interval = 0.01, children = FALSE) {
   # The upper bound keeps the sampler's deadline arithmetic exact; a day
   # between readings is already only the start and the stop.
   check_scalar_number(interval, min = 1e-4, max = 86400)
+  check_flag(children)
   run <- new.env(parent = emptyenv())
   run$st <- peak_begin(profile = TRUE)
   on.exit({
@@ -165,7 +194,7 @@ mem_profile <- function(expr, interval = 0.01) {
     peak_forget(run$st)
   })
   run$trace_id <- profile_gc_start()
-  run$sampler <- .Call(ffi_sampler_start, interval)
+  run$sampler <- sampler_start(interval, children)
   run$start <- mono_now()
   value <- withCallingHandlers(expr, error = function(e) {
     # The error goes on with the profile so far attached, as gc_trace()'s
@@ -179,9 +208,18 @@ mem_profile <- function(expr, interval = 0.01) {
   profile_finish(run, interval, value)
 }
 
+# The sampler thread, sampling child processes too when asked (every
+# max(interval, 50 ms): a scan of the process table costs more than a
+# reading of resident memory).
+sampler_start <- function(interval, children = FALSE) {
+  if (!children) return(.Call(ffi_sampler_start, interval))
+  .Call(ffi_sampler_start_ex, interval, NULL, max(interval, 0.05))
+}
+
 # Stop the sampler and the trace of a running profile and build the result.
 profile_finish <- function(run, interval, value) {
   end_time <- mono_now()
+  kids <- .Call(ffi_sampler_halt, run$sampler)$children
   readings <- .Call(ffi_sampler_stop, run$sampler)
   run$sampler <- NULL
   trace <- profile_gc_stop(run$trace_id)
@@ -219,8 +257,24 @@ profile_finish <- function(run, interval, value) {
     duration = end_time - start,
     gc_time = trace$gc_time,
     interval = interval,
-    value = value
+    value = value,
+    children = kids_frame(kids, start),
+    processes = kids_processes(kids, start)
   ), class = "mem_profile")
+}
+
+# The children's readings as a data frame (NULL without children).
+kids_frame <- function(kids, start) {
+  if (is.null(kids)) return(NULL)
+  data.frame(time = kids$time - start, children = new_mem_bytes(kids$children),
+             self = new_mem_bytes(kids$self), n = kids$n)
+}
+
+kids_processes <- function(kids, start) {
+  if (is.null(kids)) return(NULL)
+  p <- kids$procs
+  data.frame(pid = p$pid, name = p$name, first = p$first - start, last = p$last - start,
+             peak = new_mem_bytes(p$peak), stringsAsFactors = FALSE)
 }
 
 #' @rdname mem_profile
@@ -267,10 +321,17 @@ print.mem_profile <- function(x, ...) {
   cat(sprintf("Resident: baseline %s, peak %s (%s above), end %s\n",
               format(s$baseline), format(s$peak), format(s$peak_above), format(s$end)))
   cat(sprintf("R heap: %s\n", format_collections(s)))
+  if (!is.null(x$children)) cat(sprintf("Children: %s\n", format_children(s)))
   if (nrow(x$marks)) {
     cat(sprintf("Marks: %s\n", paste(x$marks$label, collapse = ", ")))
   }
   invisible(x)
+}
+
+format_children <- function(s) {
+  if (s$children_n == 0L) return("none seen")
+  sprintf("%d process%s, peak %s (PSS); with R's own PSS, peak %s", s$children_n,
+          if (s$children_n == 1L) "" else "es", format(s$children_peak), format(s$total_peak))
 }
 
 format_collections <- function(s) {
@@ -301,6 +362,13 @@ summary.mem_profile <- function(object, ...) {
     gc_time = gc_time,
     gc_percent = if (object$duration > 0) 100 * gc_time / object$duration else NA_real_
   )
+  k <- object$children
+  if (!is.null(k)) {
+    total <- as.numeric(k$children) + as.numeric(k$self)
+    out$children_n <- nrow(object$processes)
+    out$children_peak <- if (nrow(k)) max(k$children) else new_mem_bytes(0)
+    out$total_peak <- new_mem_bytes(if (any(!is.na(total))) max(total, na.rm = TRUE) else NA_real_)
+  }
   structure(out, class = "summary_mem_profile")
 }
 
@@ -318,6 +386,7 @@ print.summary_mem_profile <- function(x, ...) {
     "Time in GC" = sprintf("%s (%.1f%%)", format_secs(x$gc_time), x$gc_percent),
     "Samples" = format(x$samples)
   )
+  if (!is.null(x$children_n)) rows <- c(rows, "Children" = format_children(x))
   cat(paste0(pad_text(names(rows)), "  ", rows), sep = "\n")
   invisible(x)
 }
@@ -345,10 +414,33 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
   trig <- as.numeric(g$trigger) / div
   known <- !is.na(heap)
   peak <- as.numeric(x$peak) / div
-  ymax <- max(c(rss, heap, trig, peak, 1e-9), na.rm = TRUE) * 1.3
+  k <- x$children
+  stacked <- !is.null(k) && nrow(k) > 0L && any(as.numeric(k$children) > 0)
+  kid <- self <- numeric()
+  if (stacked) {
+    kid <- as.numeric(k$children) / div
+    self <- as.numeric(k$self) / div
+    self[is.na(self)] <- 0
+  }
+  ymax <- max(c(rss, heap, trig, peak, kid + self, 1e-9), na.rm = TRUE) * 1.3
   xmax <- max(c(x$duration, s$time, 1e-9), na.rm = TRUE)
   graphics::plot(s$time, rss, type = "l", lwd = 1.5, xlim = c(0, xmax), ylim = c(0, ymax),
                  xlab = "time (s)", ylab = sprintf("memory (%s)", units), main = main, ...)
+  if (stacked) {
+    # The children's PSS at the bottom, R's own PSS stacked on it: the top
+    # edge is the whole family's memory.
+    # Scans are sparse: each reading holds until the next (or the end).
+    t <- k$time
+    t_end <- c(t[-1L], max(x$duration, t))
+    xs <- c(rbind(t, t_end))
+    low <- rep(kid, each = 2L)
+    high <- rep(kid + self, each = 2L)
+    graphics::polygon(c(xs, rev(xs)), c(low, rep(0, length(xs))), border = NA,
+                      col = grDevices::adjustcolor("darkorange", 0.45))
+    graphics::polygon(c(xs, rev(xs)), c(high, rev(low)), border = NA,
+                      col = grDevices::adjustcolor("grey50", 0.25))
+    graphics::lines(s$time, rss, lwd = 1.5)
+  }
   graphics::abline(h = as.numeric(x$baseline) / div, col = "grey60", lty = 3)
   if (nrow(g)) {
     graphics::lines(g$time[known], trig[known], type = "s", col = "steelblue", lty = 2)
@@ -374,10 +466,19 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
     graphics::abline(v = m$time, col = "grey70", lty = 3)
     graphics::text((m$time + ends) / 2, mean(top), m$label, cex = 0.75)
   }
+  leg <- list(legend = c("resident", "R heap after GC", "GC trigger", "peak"),
+              col = c("black", "steelblue", "steelblue", "red"), lty = c(1, 1, 2, 2),
+              fill = rep(NA, 4L), border = rep(NA, 4L))
+  if (stacked) {
+    leg$legend <- c(leg$legend, "children (PSS)", "R (PSS), stacked")
+    leg$col <- c(leg$col, NA, NA)
+    leg$lty <- c(leg$lty, NA, NA)
+    leg$fill <- c(leg$fill, grDevices::adjustcolor("darkorange", 0.45), grDevices::adjustcolor("grey50", 0.25))
+    leg$border <- c(leg$border, NA, NA)
+  }
   graphics::legend("topright", inset = c(0.01, 0.11), bg = "white", box.col = NA, cex = 0.75,
-                   legend = c("resident", "R heap after GC", "GC trigger", "peak"),
-                   col = c("black", "steelblue", "steelblue", "red"),
-                   lty = c(1, 1, 2, 2))
+                   legend = leg$legend, col = leg$col, lty = leg$lty, fill = leg$fill,
+                   border = leg$border)
   invisible(x)
 }
 
@@ -400,10 +501,15 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
 #' @param heap Also measure the peak of the R heap. This forces a full
 #'   collection before and after `expr` (R records its heap's high-water mark
 #'   only at collections, so this is the only exact way).
+#' @param children Also measure the peak of the child processes started
+#'   while `expr` runs, by their proportional set size, sampled every 50 ms
+#'   (Linux; see [mem_profile()]).
 #' @return The peak resident memory above the baseline, a [mem_bytes] of
 #'   class `mem_peak` with attributes `baseline`, `peak` (absolute), `method`
 #'   and `heap` (the R heap's peak above its size at the start, or `NA` with
-#'   `heap = FALSE`). The value of `expr` is dropped. It computes and compares
+#'   `heap = FALSE`), and with `children = TRUE` `children` (the children's
+#'   peak PSS, summed) and `total` (the peak of R's own PSS and the
+#'   children's together). The value of `expr` is dropped. It computes and compares
 #'   like any [mem_bytes]: `mem_peak(f()) < "1 GB"`.
 #' @section Platforms:
 #' Exact on Linux. On macOS and Windows the system's peak cannot be reset, so
@@ -416,8 +522,9 @@ plot.mem_profile <- function(x, units = "MiB", main = "Memory over time", ...) {
 #' mem_peak(x <- numeric(1e7))
 #' mem_peak(sum(numeric(1e7)), heap = FALSE)
 #' mem_peak(numeric(1e6)) < "100 MB"
-mem_peak <- function(expr, heap = TRUE) {
+mem_peak <- function(expr, heap = TRUE, children = FALSE) {
   check_flag(heap)
+  check_flag(children)
   if (heap) {
     g <- gc(reset = TRUE)
     heap_start <- sum(g[, 1L] * c(ncell_bytes, vcell_bytes))
@@ -429,13 +536,17 @@ mem_peak <- function(expr, heap = TRUE) {
     peak_forget(st)
   })
   # Without a resettable high-water mark, sample as a fallback.
-  if (!st$reset) {
+  if (children) {
+    sampler <- sampler_start(0.05, children = TRUE)
+  } else if (!st$reset) {
     sampler <- tryCatch(.Call(ffi_sampler_start, 0.01),
                         memkit_error_unsupported = function(e) NULL)
   }
   force(expr)
   sampled <- -Inf
+  kids <- NULL
   if (!is.null(sampler)) {
+    if (children) kids <- .Call(ffi_sampler_halt, sampler)$children
     readings <- .Call(ffi_sampler_stop, sampler)
     sampler <- NULL
     if (length(readings$rss)) sampled <- max(readings$rss, na.rm = TRUE)
@@ -446,12 +557,18 @@ mem_peak <- function(expr, heap = TRUE) {
     g <- gc()
     heap_peak <- sum(g[, 5L] * c(ncell_bytes, vcell_bytes)) - heap_start
   }
-  structure(new_mem_bytes(peak$bytes - as.numeric(st$baseline)),
-            baseline = st$baseline,
-            peak = new_mem_bytes(peak$bytes),
-            method = peak$method,
-            heap = new_mem_bytes(heap_peak),
-            class = c("mem_peak", "mem_bytes"))
+  out <- structure(new_mem_bytes(peak$bytes - as.numeric(st$baseline)),
+                   baseline = st$baseline,
+                   peak = new_mem_bytes(peak$bytes),
+                   method = peak$method,
+                   heap = new_mem_bytes(heap_peak),
+                   class = c("mem_peak", "mem_bytes"))
+  if (children) {
+    total <- kids$children + kids$self
+    attr(out, "children") <- new_mem_bytes(if (length(kids$children)) max(kids$children) else 0)
+    attr(out, "total") <- new_mem_bytes(if (any(!is.na(total))) max(total, na.rm = TRUE) else NA_real_)
+  }
+  out
 }
 
 #' @export
@@ -460,6 +577,11 @@ print.mem_peak <- function(x, ...) {
               format(attr(x, "baseline")), peak_method_text(attr(x, "method"))))
   h <- attr(x, "heap")
   if (!is.na(h)) cat(sprintf("R heap: peak %s above the start\n", format(h)))
+  k <- attr(x, "children")
+  if (!is.null(k)) {
+    cat(sprintf("Children: peak %s (PSS); with R's own PSS, peak %s\n", format(k),
+                format(attr(x, "total"))))
+  }
   invisible(x)
 }
 

@@ -75,6 +75,12 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_heap_info, 0),
   CALLDEF(ffi_heap_mallopt, 2),
   CALLDEF(ffi_offload_probe, 2),
+  /* room and limits */
+  CALLDEF(ffi_sampler_start_ex, 3),
+  CALLDEF(ffi_sampler_halt, 1),
+  CALLDEF(ffi_watch_drain, 0),
+  CALLDEF(ffi_limits_rlimit, 0),
+  CALLDEF(ffi_limits_system, 0),
 
   {NULL, NULL, 0}
 };

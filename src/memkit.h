@@ -76,5 +76,11 @@ SEXP ffi_sampler_reset(void);
 SEXP ffi_heap_info(void);
 SEXP ffi_heap_mallopt(SEXP knob, SEXP value);
 SEXP ffi_offload_probe(SEXP envir, SEXP names);
+/* ---- room and limits (src/limits.c; the watch: src/sampler.c, src/watch.c) */
+SEXP ffi_sampler_start_ex(SEXP interval, SEXP watch, SEXP children);
+SEXP ffi_sampler_halt(SEXP sampler);
+SEXP ffi_watch_drain(void);
+SEXP ffi_limits_rlimit(void);
+SEXP ffi_limits_system(void);
 
 #endif

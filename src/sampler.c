@@ -42,6 +42,7 @@
 #include "errors.h"
 #include "utils.h"
 #include "procmem.h"
+#include "watch.h"
 
 /* pthread_condattr_setclock() is POSIX but missing on macOS, and winpthreads
  * accepts it but always waits on the real-time clock; there the waits use the
@@ -78,6 +79,10 @@ typedef struct {
   size_t n;
   size_t cap;
   int truncated;   /* a buffer could not grow: later samples dropped */
+  /* Optional, set before the thread starts (watch.h): a limit watch and a
+   * table of child processes, fed from record(). */
+  mk_watch *watch;
+  mk_kids *kids;
 } sampler;
 
 static void record(sampler *s) {
@@ -90,6 +95,8 @@ static void record(sampler *s) {
     s->r = r;
   }
   s->r[s->n++] = (reading) {now, rss};
+  watch_check(s->watch, rss, now);
+  kids_tick(s->kids, now);
 }
 
 /* ts += secs, for 0 < secs <= MAX_INTERVAL: whole seconds and nanoseconds
@@ -162,6 +169,8 @@ static void sampler_free(sampler *s) {
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
   }
+  watch_free(s->watch);
+  kids_free(s->kids);
   free(s->r);
   free(s);
 }
@@ -182,8 +191,15 @@ static sampler *sampler_get(SEXP ptr) {
   return s;
 }
 
+static void sampler_extend(sampler *s, SEXP watch, SEXP children);
+
 /* Start a sampler thread reading resident memory every `interval` seconds. */
 SEXP ffi_sampler_start(SEXP interval) {
+  return ffi_sampler_start_ex(interval, R_NilValue, R_NilValue);
+}
+
+/* The same with a limit watch and child processes (see sampler_extend()). */
+SEXP ffi_sampler_start_ex(SEXP interval, SEXP watch, SEXP children) {
   int nprot = 0;
   double secs = Rf_asReal(interval);
   if (!R_FINITE(secs) || secs <= 0) {
@@ -202,6 +218,7 @@ SEXP ffi_sampler_start(SEXP interval) {
 
   s->r = mk_grow(NULL, &s->cap, sizeof *s->r, INITIAL_CAPACITY);
   if (s->r == NULL) mk_error("memory", "Cannot allocate the sampler's buffers.");
+  sampler_extend(s, watch, children);
 
 #if defined(__linux__)
   s->fd = mk_rss_open();
@@ -303,5 +320,42 @@ SEXP ffi_sampler_peak(void) {
  * the system allowed it. */
 SEXP ffi_sampler_reset(void) {
   return Rf_ScalarLogical(mk_mem_peak_reset() ? TRUE : FALSE);
+}
+
+/* ---- extensions: the limit watch and child processes (watch.h) ---------- */
+
+/* `watch`: NULL, or list(limit, usage_path, stat_path) with the paths NULL
+ * or strings; `children`: NULL, or the seconds between scans. Runs before
+ * the thread exists; `s` is already owned by its external pointer, so what
+ * is attached here is freed with it if a later step fails. */
+static void sampler_extend(sampler *s, SEXP watch, SEXP children) {
+  if (TYPEOF(watch) == VECSXP && XLENGTH(watch) == 3) {
+    SEXP usage = VECTOR_ELT(watch, 1), stat = VECTOR_ELT(watch, 2);
+    int has_usage = TYPEOF(usage) == STRSXP && XLENGTH(usage) == 1 && STRING_ELT(usage, 0) != NA_STRING;
+    int has_stat = TYPEOF(stat) == STRSXP && XLENGTH(stat) == 1 && STRING_ELT(stat, 0) != NA_STRING;
+    s->watch = watch_new(Rf_asReal(VECTOR_ELT(watch, 0)),
+                         has_usage ? CHAR(STRING_ELT(usage, 0)) : NULL,
+                         has_stat ? CHAR(STRING_ELT(stat, 0)) : NULL);
+  }
+  if (TYPEOF(children) == REALSXP && XLENGTH(children) == 1) {
+    s->kids = kids_new(REAL(children)[0]);
+  }
+}
+
+/* Stop the thread, keep the readings: list(watch, children), each NULL
+ * when not asked for. ffi_sampler_stop() then gives the readings. */
+SEXP ffi_sampler_halt(SEXP ptr) {
+  int nprot = 0;
+  sampler *s = sampler_get(ptr);
+  sampler_halt(s);
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 2)); nprot++;
+  SET_VECTOR_ELT(out, 0, watch_result(s->watch));
+  SET_VECTOR_ELT(out, 1, kids_result(s->kids));
+  SET_STRING_ELT(names, 0, Rf_mkChar("watch"));
+  SET_STRING_ELT(names, 1, Rf_mkChar("children"));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(nprot);
+  return out;
 }
 

@@ -33,3 +33,8 @@ in_child <- function(fun, args = list(), timeout = 120) {
   res
 }
 
+# Under valgrind the process's resident memory includes valgrind's shadow of
+# every allocation: sizes measured from it are not the program's.
+skip_if_valgrind <- function() {
+  skip_if(nzchar(Sys.getenv("MEMKIT_VALGRIND")), "resident sizes are valgrind's under valgrind")
+}

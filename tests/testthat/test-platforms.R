@@ -2,10 +2,15 @@
 # unsupported on some OS (R/platforms.R) skips there, in its block or at the
 # top of its file, so R CMD check passes on every platform CRAN checks.
 
-# The names of every function called in an expression.
+# The names of every function called in an expression; not those inside
+# expect_error(class = "memkit_error_unsupported"), the test of the error
+# an unsupported function gives.
 called <- function(e) {
   if (is.call(e)) {
     head <- e[[1L]]
+    if (identical(head, as.name("expect_error")) && "memkit_error_unsupported" %in% as.list(e)[-1L]) {
+      return("expect_error")
+    }
     out <- if (is.symbol(head)) as.character(head) else called(head)
     for (a in as.list(e)[-1L]) if (!missing(a)) out <- c(out, called(a))
     return(unique(out))
@@ -62,10 +67,13 @@ test_that("the checker finds an unskipped call and accepts the skips", {
     'test_that("a", { x <- gc_trace(f()) })',
     'test_that("b", { skip_if_unsupported("gc_trace"); gc_trace(1) })',
     'test_that("c", { skip_on_os(c("windows", "solaris")); lapply(1, function(i) fm_open(i)) })',
-    'test_that("d", { skip_if_not_linux(); fm_open(gc_trace(1)) })'
+    'test_that("d", { skip_if_not_linux(); fm_open(gc_trace(1)) })',
+    'test_that("e", { expect_error(gc_trace(1), class = "memkit_error_unsupported") })',
+    'test_that("f", { expect_error(gc_trace(1), class = "memkit_error_argument") })'
   ), keep.source = FALSE)
   expect_identical(unskipped_calls(code, "t.R", u),
-                   c("t.R: a: gc_trace() (windows)", "t.R: c: fm_open() (sunos)"))
+                   c("t.R: a: gc_trace() (windows)", "t.R: c: fm_open() (sunos)",
+                     "t.R: f: gc_trace() (windows)"))
   top <- parse(text = c('skip_if_unsupported("gc_trace")', 'test_that("a", gc_trace(1))'),
                keep.source = FALSE)
   expect_identical(unskipped_calls(top, "t.R", u), character())

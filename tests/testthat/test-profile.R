@@ -1,8 +1,3 @@
-# Under valgrind the process's resident memory includes valgrind's shadow of
-# every allocation: sizes measured from it are not the program's.
-skip_if_valgrind <- function() {
-  skip_if(nzchar(Sys.getenv("MEMKIT_VALGRIND")), "resident sizes are valgrind's under valgrind")
-}
 
 # Threads and open file descriptors of this process (Linux).
 n_threads <- function() length(list.files("/proc/self/task"))
