@@ -477,13 +477,16 @@ print.mem_fits <- function(x, ...) {
 #'   measure first.
 #' @export
 #' @examples
-#' with_mem_limit(sum(numeric(1e6)), "2 GB")
+#' # Where R cannot be interrupted (Windows, or SIGINT ignored) it says so.
+#' tryCatch(with_mem_limit(sum(numeric(1e6)), "2 GB"),
+#'          memkit_error_unsupported = function(e) conditionMessage(e))
 #'
 #' \donttest{
 #' if (.Platform$OS.type == "unix") {
 #'   e <- tryCatch(
 #'     with_mem_limit(x <- lapply(1:1e4, function(i) numeric(1e5)), "300 MB"),
-#'     memkit_error_memory_limit = function(e) e
+#'     memkit_error_memory_limit = function(e) e,
+#'     memkit_error_unsupported = function(e) e
 #'   )
 #'   conditionMessage(e)
 #'   e$peak

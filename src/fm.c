@@ -1175,7 +1175,9 @@ int fm_grow_commit(fm_map *m, const fm_grow_header *f, double ncol, SEXP dimname
  * (a full disk is an error here, never a SIGBUS later). Returns 0 or an
  * errno value. */
 int fm_file_extend(int fd, double size) {
-  return fm_file_reserve(fd, (int64_t) size);
+  /* Exactly: an append cut short may have left bytes past the old data. */
+  int rc = fm_file_set_size(fd, (int64_t) size);
+  return rc != 0 ? rc : fm_file_reserve(fd, (int64_t) size);
 }
 
 int fm_pwrite_all(int fd, const void *buf, size_t n, double at) {

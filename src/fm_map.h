@@ -65,6 +65,11 @@ int64_t fm_file_pwrite(int fd, const void *buf, size_t n, int64_t at);
  * 0 or an errno value (ENOSPC, EDQUOT or EFBIG for a full disk). */
 int fm_file_reserve(int fd, int64_t size);
 
+/* Make the file exactly `size` bytes long, shorter or longer (a longer
+ * file's new bytes are not reserved: follow with fm_file_reserve()).
+ * Returns 0 or an errno value. */
+int fm_file_set_size(int fd, int64_t size);
+
 /* A second descriptor of the same open file (not inherited by child
  * processes), or -1. */
 int fm_file_dup(int fd);

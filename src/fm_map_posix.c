@@ -97,6 +97,10 @@ int64_t fm_file_pwrite(int fd, const void *buf, size_t n, int64_t at) {
   return (int64_t) k;
 }
 
+int fm_file_set_size(int fd, int64_t size) {
+  return ftruncate(fd, (off_t) size) == 0 ? 0 : errno;
+}
+
 int fm_file_reserve(int fd, int64_t size) {
 #if defined(__APPLE__)
   /* F_PREALLOCATE reserves fst_length bytes past the file's physical end

@@ -242,6 +242,18 @@ int64_t fm_file_pwrite(int fd, const void *buf, size_t n, int64_t at) {
  * then the end of file, then a check that the file is that long. Bytes
  * between the old and the new end read as zeros (Windows keeps them behind
  * the valid data length). */
+int fm_file_set_size(int fd, int64_t size) {
+  HANDLE h = handle_of(fd);
+  if (h == INVALID_HANDLE_VALUE) return EBADF;
+  LARGE_INTEGER at;
+  at.QuadPart = size;
+  if (!SetFilePointerEx(h, at, NULL, FILE_BEGIN) || !SetEndOfFile(h)) {
+    set_errno_last();
+    return errno;
+  }
+  return 0;
+}
+
 int fm_file_reserve(int fd, int64_t size) {
   HANDLE h = handle_of(fd);
   if (h == INVALID_HANDLE_VALUE) return EBADF;

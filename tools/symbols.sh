@@ -17,13 +17,13 @@ fi
 bad_api=$(comm -12 <(echo "$undef" | sort -u) <(echo "$nonapi" | sort -u))
 forbidden="abort exit _exit printf __printf_chk vprintf puts putchar rand srand random srandom"
 bad_sys=$(comm -12 <(echo "$undef" | sort -u) <(echo "$forbidden" | tr ' ' '\n' | sort -u))
-# Exported symbols: only R_init_memkit may be visible.
-visible=$(nm -D --defined-only "$so" | awk '$2 ~ /^[TDB]$/ {print $3}' | grep -vE '^(R_init_memkit|_init|_fini|__bss_start|_edata|_end)$')
+# Exported symbols: only R_init_memkit and R_unload_memkit (R looks both up) may be visible.
+visible=$(nm -D --defined-only "$so" | awk '$2 ~ /^[TDB]$/ {print $3}' | grep -vE '^(R_init_memkit|R_unload_memkit|_init|_fini|__bss_start|_edata|_end)$')
 rm -rf "$lib" "$lib.install.log"
 status=0
 if [ -n "$bad_api" ]; then echo "non-API R entry points used:"; echo "$bad_api" | sed 's/^/  /'; status=1; fi
 if [ -n "$bad_sys" ]; then echo "forbidden calls:"; echo "$bad_sys" | sed 's/^/  /'; status=1; fi
-if [ -n "$visible" ]; then echo "symbols visible beyond R_init_memkit:"; echo "$visible" | sed 's/^/  /'; status=1; fi
+if [ -n "$visible" ]; then echo "symbols visible beyond R_init_memkit and R_unload_memkit:"; echo "$visible" | sed 's/^/  /'; status=1; fi
 if [ $status -eq 0 ]; then
   echo "symbols: OK (R $rversion: $(echo "$undef" | wc -l) undefined symbols scanned against $(echo "$nonapi" | sort -u | wc -l) non-API names)"
 else

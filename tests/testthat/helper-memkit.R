@@ -38,3 +38,16 @@ in_child <- function(fun, args = list(), timeout = 120) {
 skip_if_valgrind <- function() {
   skip_if(nzchar(Sys.getenv("MEMKIT_VALGRIND")), "resident sizes are valgrind's under valgrind")
 }
+
+# Interrupts reach R only where R handles SIGINT: a process started with
+# SIGINT ignored (a background job of a non-interactive shell, some batch
+# systems) never gets one, and with_mem_limit() says so with an
+# `unsupported` error. Tests of interrupts skip there.
+skip_if_interrupts_ignored <- function() {
+  skip_on_os("windows")
+  handled <- tryCatch({
+    with_mem_limit(NULL, 1e15)
+    TRUE
+  }, memkit_error_unsupported = function(e) FALSE)
+  skip_if_not(handled, "SIGINT is ignored in this process: no interrupt can reach R")
+}

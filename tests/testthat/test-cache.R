@@ -200,6 +200,10 @@ test_that("print() and summary() of a cache", {
   expect_identical(s$reloads, 1)
   out <- capture.output(print(s))
   out <- sub("spill: .* \\(", "spill: <dir> (", out)
-  expect_snapshot(print(cache))
-  expect_snapshot(cat(out, sep = "\n"))
+  expect_true(any(grepl("[0-9]+ B written", out)))
+  # The bytes a spilled file takes depend on R's serialization format and
+  # compression: the same count of bytes is not promised across R versions.
+  written <- function(x) gsub("[0-9]+ B written", "<n> B written", x)
+  expect_snapshot(print(cache), transform = written)
+  expect_snapshot(cat(out, sep = "\n"), transform = written)
 })

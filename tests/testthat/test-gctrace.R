@@ -318,6 +318,7 @@ test_that("works in a callr::r() child", {
 })
 
 test_that("an interrupt leaves the session as found", {
+  skip_if_interrupts_ignored()
   res <- in_child(function() {
     st <- function() list(sink.number(type = "message"), gcinfo(FALSE),
                           rownames(showConnections(all = TRUE)),

@@ -191,6 +191,7 @@ test_that("bad arguments are classed errors", {
 })
 
 test_that("with_mem_limit() returns the value of an expression under the limit, visible or not", {
+  skip_if_interrupts_ignored()
   skip_on_os("windows")
   expect_identical(with_mem_limit(sum(1:10), "4 GB"), 55L)
   expect_invisible(with_mem_limit(z <- 1, "4 GB"))
@@ -206,6 +207,7 @@ test_that("with_mem_limit() on Windows is unsupported", {
 })
 
 test_that("with_mem_limit() stops 8 GB of allocation at 500 MB; the session goes on as before", {
+  skip_if_interrupts_ignored()
   skip_if_other_allocator() # resident sizes are the sanitizer's
   skip_on_os("windows")
   skip_on_cran()
@@ -243,6 +245,7 @@ test_that("with_mem_limit() stops 8 GB of allocation at 500 MB; the session goes
 })
 
 test_that("a user's interrupt stays an interrupt; an outer limit is the outer's", {
+  skip_if_interrupts_ignored()
   skip_on_os("windows")
   skip_on_cran()
   res <- in_child(function() {
@@ -271,6 +274,7 @@ test_that("a user's interrupt stays an interrupt; an outer limit is the outer's"
 })
 
 test_that("of = \"cgroup\" watches the cgroup's usage", {
+  skip_if_interrupts_ignored()
   skip_if_not_linux()
   skip_on_cran()
   cg <- memkit:::cgroup_dirs("")

@@ -116,6 +116,7 @@ test_that("an error carries the profile so far", {
 })
 
 test_that("an interrupt stops the sampler too", {
+  skip_if_interrupts_ignored()
   skip_if_not_linux()
   skip_on_cran()
   res <- in_child(function() {
