@@ -37,6 +37,9 @@ test_that("the exact peak sees a spike shorter than the sampling interval", {
   expect_identical(p$peak_method, "VmHWM (reset)")
   expect_gt(as.numeric(p$peak - p$baseline), 0.9 * 2e8)
   # The sampler read only at the start and at the stop: it missed the spike.
+  # (A sanitizer's allocator keeps freed memory in quarantine, resident at
+  # the stop: there the stop's reading holds the spike.)
+  skip_if_other_allocator()
   expect_lt(max(as.numeric(p$samples$rss)) - as.numeric(p$baseline), 0.5 * 2e8)
 })
 
