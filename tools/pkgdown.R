@@ -26,6 +26,14 @@ cat(sprintf("reference index: all %d exported functions listed\n", length(export
 
 # Offline: memkit is not on CRAN or Bioconductor, and nothing is fetched.
 options(pkgdown.internet = FALSE)
+# downlit looks up packages that are not installed (bigstatsr, mirai,
+# future.batchtools, named in the vignettes) on CRAN to link them; offline,
+# they are left unlinked instead of failing the build.
+if (!isTRUE(as.logical(Sys.getenv("MEMKIT_PKGDOWN_ONLINE", "false")))) {
+  utils::assignInNamespace("remote_metadata", function(package) NULL, "downlit")
+  utils::assignInNamespace("CRAN_urls", function() data.frame(Package = character(), URL = character()),
+                           "downlit")
+}
 warnings_seen <- character()
 withCallingHandlers(
   pkgdown::build_site(root, preview = FALSE, new_process = FALSE, install = FALSE),
