@@ -141,7 +141,13 @@ test_that("on the live machine the process's own cgroup is shown with its usage"
   expect_true(all(dir.exists(rows$path)))
   expect_true(all(as.numeric(rows$used) > 0))
   a <- mem_available()
-  expect_true(all(as.numeric(a) <= as.numeric(l$room[l$counts & !is.na(l$room)])))
+  l2 <- mem_limits()
+  # The live figures move between readings (other processes free and take
+  # memory): mem_available() is read between two tables and is above
+  # neither's binding room by more than what moved meanwhile.
+  room <- function(l) min(as.numeric(l$room[l$counts & !is.na(l$room)]))
+  moved <- abs(room(l2) - room(l))
+  expect_lte(as.numeric(a), max(room(l), room(l2)) + moved)
   expect_gt(as.numeric(a), 0)
 })
 
