@@ -514,7 +514,6 @@ double mk_reach_graph_bytes(const mk_reach *r) {
   for (size_t v = 0; v < r->nv; v++) b += r->bytes[v];
   return b;
 }
-double mk_reach_components(const mk_reach *r) { return (double) r->nc; }
 double mk_reach_steps(const mk_reach *r) { return r->steps; }
 
 double mk_reach_bytes(const mk_reach *r) {

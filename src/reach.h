@@ -55,9 +55,8 @@ int mk_reach_query(mk_reach *r, const SEXP *xs, size_t n, mk_cost *out, int *sha
 
 /* The cost of the whole graph: of everything the starts reach. */
 double mk_reach_graph_bytes(const mk_reach *r);
-/* Nodes in the graph, components, and bytes held. */
+/* Nodes in the graph, and bytes held. */
 double mk_reach_nodes(const mk_reach *r);
-double mk_reach_components(const mk_reach *r);
 double mk_reach_bytes(const mk_reach *r);
 /* Component steps taken by queries so far (the work, for tests). */
 double mk_reach_steps(const mk_reach *r);

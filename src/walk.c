@@ -682,7 +682,6 @@ static inline int visit(mk_walker *w, SEXP x) {
     rc = w->o.enter(x, w->o.enter_data);
   } else {
     rc = ptrset_add(w->seen, x);
-    if (rc == 0 && w->o.dups != NULL && ptrset_add(w->o.dups, x) < 0) return -1;
   }
   if (rc <= 0) {
     if (rc == 0 && w->o.again) w->o.again(w->o.again_data, x, w->cur_path);
@@ -817,10 +816,10 @@ static int walk_elements(mk_walker *w, frame *f) {
    * (R's pages put about eight in a chunk). */
   if (f->i == 0 && !w->o.enter && n > 4096 && ptrset_reserve(seen, (size_t) n / 8) != 0) return -1;
   SEXP next = NULL;
-  /* Plain sizes (no hook, no custom set, no duplicates wanted): the common
+  /* Plain sizes (no hook, no custom set, no re-visit callback): the common
    * element, a new vector without attributes, is counted right here, its
    * cost summed locally. Anything else goes through visit(). */
-  int plain = !w->o.enter && !w->o.hook && !w->o.dups && !w->o.again && !w->o.follow_globals;
+  int plain = !w->o.enter && !w->o.hook && !w->o.again && !w->o.follow_globals;
   uint64_t nvec = 0, nzero = 0, vcells = 0;
   for (; i < n; i++) {
     /* Fetch nodes 32 ahead and their set slots 16 ahead. */

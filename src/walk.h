@@ -123,7 +123,6 @@ typedef struct {
   int follow_globals;         /* enter global nodes too (retained marking) */
   int skip_parents;           /* do not follow environments' parents */
   mk_edge_opts edges;         /* bindings to skip */
-  mk_ptrset *dups;            /* if set: nodes reached more than once */
   int paths;                  /* record a path for every edge (mem_dupes) */
   mk_again_fn again; void *again_data;
   int root_kind; SEXP root_name;  /* the root's path record (paths) */
