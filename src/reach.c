@@ -29,8 +29,7 @@ struct mk_reach {
   size_t mapcap;
 
   /* Nodes reached only through weak references, kept alive meanwhile. */
-  SEXP *pins;
-  size_t npins, cappins;
+  mk_pins pins;
 
   /* Components: each node's, their costs and DAG edges; the dominator
    * tree (idom: parent, root = nc), depth, closed flag, subtree cost. */
@@ -54,9 +53,9 @@ mk_reach *mk_reach_new(void) {
 
 void mk_reach_free(mk_reach *r) {
   if (r == NULL) return;
-  for (size_t i = 0; i < r->npins; i++) R_ReleaseObject(r->pins[i]);
+  mk_pins_release(&r->pins);
   void *bufs[] = {r->starts, r->key, r->bytes, r->ncells, r->times, r->mark, r->off,
-                  r->edges, r->map, r->pins, r->comp, r->cbytes, r->cncells, r->sbytes,
+                  r->edges, r->map, r->comp, r->cbytes, r->cncells, r->sbytes,
                   r->sncells, r->cdup, r->sdup, r->closed, r->coff, r->cedges, r->idom,
                   r->depth, r->low, r->stamp, r->stack};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -167,16 +166,10 @@ static void graph_edge(const mk_edge *e, void *data) {
   if (added && e->kind == MK_EDGE_WEAK) {
     /* A collection while the graph is built (robj.h may allocate) could
      * free what only a weak reference holds. */
-    if (r->npins == r->cappins) {
-      SEXP *p = mk_grow(r->pins, &r->cappins, sizeof *p, 16);
-      if (p == NULL) {
-        c->oom = 1;
-        return;
-      }
-      r->pins = p;
+    if (mk_pins_add(&r->pins, x) != 0) {
+      c->oom = 1;
+      return;
     }
-    R_PreserveObject(x);
-    r->pins[r->npins++] = x;
   }
   /* Strings are shared through R's string cache everywhere (names,
    * levels); sharing one is not what `shared` tells. */

@@ -559,8 +559,7 @@ struct mk_walker {
   int parent_path, cur_path;
   /* Nodes reached only through weak references: a collection during the
    * walk (robj.h may allocate) could free them, so they are preserved. */
-  SEXP *pins;
-  size_t npins, cappins;
+  mk_pins pins;
   mk_path *paths;
   size_t npaths, cappaths;
 };
@@ -616,11 +615,10 @@ size_t mk_walker_bytes(const mk_walker *w) {
 
 void mk_walker_free(mk_walker *w) {
   if (w == NULL) return;
-  for (size_t i = 0; i < w->npins; i++) R_ReleaseObject(w->pins[i]);
+  mk_pins_release(&w->pins);
   mk_ptrset_free(w->seen);
   free(w->stack);
   free(w->kids);
-  free(w->pins);
   free(w->paths);
   free(w);
 }
@@ -696,17 +694,22 @@ static inline int visit(mk_walker *w, SEXP x) {
   return 1 + has_children_t(w, x, t, alt, len);
 }
 
-static void pin(mk_walker *w, SEXP x) {
-  if (w->npins == w->cappins) {
-    SEXP *p = mk_grow(w->pins, &w->cappins, sizeof *p, 16);
-    if (p == NULL) {
-      w->oom = 1;
-      return;
-    }
-    w->pins = p;
+int mk_pins_add(mk_pins *p, SEXP x) {
+  if (p->n == p->cap) {
+    SEXP *v = mk_grow(p->v, &p->cap, sizeof *v, 16);
+    if (v == NULL) return -1;
+    p->v = v;
   }
   R_PreserveObject(x);
-  w->pins[w->npins++] = x;
+  p->v[p->n++] = x;
+  return 0;
+}
+
+void mk_pins_release(mk_pins *p) {
+  for (size_t i = 0; i < p->n; i++) R_ReleaseObject(p->v[i]);
+  free(p->v);
+  p->v = NULL;
+  p->n = p->cap = 0;
 }
 
 static void kid_edge(const mk_edge *e, void *data) {
@@ -725,7 +728,7 @@ static void kid_edge(const mk_edge *e, void *data) {
   int rc = visit(w, e->child);
   if (rc < 0) w->oom = 1;
   if (rc <= 0) return;
-  if (e->kind == MK_EDGE_WEAK) pin(w, e->child);
+  if (e->kind == MK_EDGE_WEAK && mk_pins_add(&w->pins, e->child) != 0) w->oom = 1;
   if (rc < 2) return;
   if (w->nkids == w->capkids) {
     frame *k = mk_grow(w->kids, &w->capkids, sizeof *k, 64);

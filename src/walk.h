@@ -85,6 +85,12 @@ typedef struct {
 } mk_edge_opts;
 void mk_node_edges(SEXP x, const mk_edge_opts *opts, mk_edge_fn fn, void *data, mk_cost *owned);
 
+/* Nodes kept alive while a walk runs: what only a weak reference holds
+ * could be freed by a collection during the walk (robj.h may allocate). */
+typedef struct { SEXP *v; size_t n, cap; } mk_pins;
+int mk_pins_add(mk_pins *p, SEXP x);    /* 0, or -1 when out of memory */
+void mk_pins_release(mk_pins *p);       /* releases them all, frees p's buffer */
+
 /* ---- the walker ---- */
 
 /* The hash of a node's address, for pointer sets and maps: nodes are
