@@ -45,7 +45,7 @@ gctrace_open <- function() {
   # gc.time() has no query: reading it turns it on. Times still zero mean it
   # was off (the default), and it is turned off again at the end.
   the_gc$gctime_was_on <- any(gc.time(TRUE)[1:3] > 0)
-  .Call(ffi_gctrace_arm, gctrace_check_sink)
+  .Call(ffi_gctrace_arm, gctrace_check_sink, !isTRUE(the_gc$prev_gcinfo))
   ok <- TRUE
   invisible()
 }

@@ -82,10 +82,12 @@ mega <- 1048576
 #' A trace records the collections of the process that started it. Children
 #' forked inside a trace (by [parallel::mclapply()]) are not traced; their
 #' message stream goes back to where it went before the trace, and a child
-#' may open traces of its own. A child prints R's report of its first
-#' collection to its standard error: it inherits `gcinfo(TRUE)`, and memkit
-#' can turn the reports off only at the child's first collection, after that
-#' report is printed (nothing of memkit's can run in a child before).
+#' may open traces of its own. R's reports are turned off in the child as it
+#' is forked, so that none reaches its standard error (they stay on if
+#' `gcinfo(TRUE)` was set before the trace). This holds for forks made by
+#' R's own thread, as [parallel::mclapply()] and [parallel::mcparallel()]
+#' make them; a child forked by another thread of the process prints R's
+#' report of its first collection.
 #'
 #' @section Events:
 #' `as.data.frame()` gives one row per collection, in order: a data frame

@@ -123,6 +123,11 @@ static struct {
   double cb_dropped;
   int hook_nrec;        /* reports seen by the previous callback */
   SEXP keep;            /* preserved list: anchors, keys, sentinel, stacks */
+  int quiet_children;   /* forked children turn R's reports off at once */
+#ifndef _WIN32
+  pthread_t main;       /* R's thread (the one that armed the sentinel) */
+  int has_main;
+#endif
 } G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
 
 enum { K_ANCHOR = 0, K_KEY = 3, K_SENTINEL = 6, K_STACKS = 7, K_HOOK = 8, K_LEN = 9 };
@@ -394,6 +399,18 @@ static void atfork_child(void) {
   G.open = 0;
   G.forked = 1;
   G.owner = NULL;
+  /* The child inherited gcinfo(TRUE), and R prints the report of a
+   * collection before any finalizer of ours can run: the child's first
+   * report would reach its stderr. Where R itself forked (mclapply() from
+   * R's thread, in the middle of a .Call, where R code may run), turn the
+   * reports off here, before the child collects. A fork by any other thread
+   * is left alone: R must not run there. */
+  if (G.armed && G.quiet_children && G.has_main && pthread_equal(pthread_self(), G.main)) {
+    int err = 0;
+    SEXP off = PROTECT(Rf_lang2(Rf_install("gcinfo"), Rf_ScalarLogical(FALSE)));
+    R_tryEvalSilent(off, R_BaseEnv, &err);
+    UNPROTECT(1);
+  }
 }
 
 static void adopt_if_pipe(int fd, const struct stat *ref) {
@@ -708,10 +725,16 @@ static void free_callbacks(void) {
 
 /* Start recording callbacks: the first sentinel fires after the next
  * collection. `hook` (a function of no arguments, or NULL) runs first in
- * every callback. */
-SEXP ffi_gctrace_arm(SEXP hook) {
+ * every callback. `quiet_children`: R's reports were off before the trace,
+ * so a forked child turns them off again as it is forked. */
+SEXP ffi_gctrace_arm(SEXP hook, SEXP quiet_children) {
   if (G.armed) mk_error("state", "The GC sentinel is already armed.");
   int nprot = 0;
+  G.quiet_children = Rf_asLogical(quiet_children) == TRUE;
+#ifndef _WIN32
+  G.main = pthread_self();
+  G.has_main = 1;
+#endif
   free_callbacks();
   SEXP keep = PROTECT(Rf_allocVector(VECSXP, K_LEN)); nprot++;
   SET_VECTOR_ELT(keep, K_STACKS, Rf_allocVector(VECSXP, 0));

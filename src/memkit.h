@@ -60,7 +60,7 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
 SEXP ffi_gctrace_open(SEXP spool);
 SEXP ffi_gctrace_close(SEXP handle);
 SEXP ffi_gctrace_adopt(SEXP handle);
-SEXP ffi_gctrace_arm(SEXP hook);
+SEXP ffi_gctrace_arm(SEXP hook, SEXP quiet_children);
 SEXP ffi_gctrace_disarm(void);
 SEXP ffi_gctrace_records(SEXP from);
 SEXP ffi_gctrace_callbacks(SEXP from);

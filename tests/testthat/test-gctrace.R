@@ -443,6 +443,50 @@ test_that("forked children (parallel::mclapply) do not disturb the trace", {
   expect_identical(session_state(), state)
 })
 
+test_that("forked children print no GC reports (#13)", {
+  skip_if_not_linux()
+  skip_on_cran()
+  skip_if_not_installed("callr")
+  # R prints a collection's report before anything of memkit's runs in the
+  # child: the children must have had the reports turned off as they forked.
+  # Their messages still reach their stderr.
+  err <- tempfile()
+  on.exit(unlink(err))
+  value <- callr::r(function() {
+    library(memkit)
+    tr <- gc_trace(parallel::mclapply(1:2, function(i) {
+      message("child message ", i)
+      x <- lapply(1:2e5, function(j) numeric(10))
+      gc()
+      length(x)
+    }, mc.cores = 2))
+    list(value = unlist(tr$value), gcinfo = gcinfo(FALSE))
+  }, stderr = err, libpath = .libPaths(), timeout = 120)
+  text <- readLines(err)
+  expect_identical(value$value, c(2e5L, 2e5L))
+  expect_false(value$gcinfo)
+  expect_false(any(grepl("Garbage collection", text)), info = paste(text, collapse = "\n"))
+  expect_setequal(grep("^child message", text, value = TRUE), c("child message 1", "child message 2"))
+
+  # A child's reports are off from its first instruction, and stay on in
+  # children of a session that had them on (gcinfo(TRUE)) before the trace.
+  on_in_children <- function(before) {
+    callr::r(function(before) {
+      library(memkit)
+      gcinfo(before)
+      tr <- gc_trace(parallel::mclapply(1:2, function(i) {
+        on <- gcinfo(FALSE)
+        gcinfo(on)
+        on
+      }, mc.cores = 2))
+      gcinfo(FALSE)
+      unlist(tr$value)
+    }, args = list(before = before), libpath = .libPaths(), timeout = 120)
+  }
+  expect_identical(on_in_children(FALSE), c(FALSE, FALSE))
+  expect_identical(on_in_children(TRUE), c(TRUE, TRUE))
+})
+
 test_that("forked workers trace while the parent traces (#13)", {
   skip_if_not_linux()
   skip_on_cran()

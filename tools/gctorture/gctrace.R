@@ -40,16 +40,16 @@ cases$ffi_gctrace_text <- function() {
   stopifnot(identical(.Call(ns$ffi_gctrace_text), ""))
 }
 cases$ffi_gctrace_arm <- function() {
-  .Call(ns$ffi_gctrace_arm, NULL)
+  .Call(ns$ffi_gctrace_arm, NULL, TRUE)
   on.exit(.Call(ns$ffi_gctrace_disarm))
-  expect_mk_error(.Call(ns$ffi_gctrace_arm, NULL), "state")
+  expect_mk_error(.Call(ns$ffi_gctrace_arm, NULL, TRUE), "state")
   f <- function() gc(full = FALSE)
   f()
   cb <- .Call(ns$ffi_gctrace_callbacks, 0)
   stopifnot(attr(cb, "total") >= 1)
 }
 cases$ffi_gctrace_callbacks <- function() {
-  .Call(ns$ffi_gctrace_arm, NULL)
+  .Call(ns$ffi_gctrace_arm, NULL, TRUE)
   on.exit(.Call(ns$ffi_gctrace_disarm))
   f <- function() gc(full = FALSE)
   f()
@@ -59,7 +59,7 @@ cases$ffi_gctrace_callbacks <- function() {
             identical(cb$stack[[1L]][[length(cb$stack[[1L]])]], quote(gc(full = FALSE))))
 }
 cases$ffi_gctrace_disarm <- function() {
-  .Call(ns$ffi_gctrace_arm, NULL)
+  .Call(ns$ffi_gctrace_arm, NULL, TRUE)
   stopifnot(is.null(.Call(ns$ffi_gctrace_disarm)))
   stopifnot(is.null(.Call(ns$ffi_gctrace_disarm)))   # idempotent
   gc(full = FALSE)
