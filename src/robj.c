@@ -218,7 +218,8 @@ int mk_robj_binding_kind(SEXP env, SEXP sym) {
 
 /* The active flag is checked first: Rf_findVarInFrame3() would call an
  * active binding. It also boxes an immediate value, which CAR() of the cell
- * would refuse ("bad binding access"). */
+ * would refuse ("bad binding access"; R keeps a byte-compiled loop's
+ * variable unboxed). */
 static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
   memset(b, 0, sizeof *b);
   b->sym = sym;
@@ -248,13 +249,13 @@ static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
   return 0;
 }
 
-/* The bindings' symbols, in frame then hash-table order: on the C stack for
+/* The bindings' cells, in frame then hash-table order: on the C stack for
  * a small environment, else in memory from R_alloc(), which R frees when
  * the .Call returns, a long jump included. */
 #define SMALL_ENV 32
-typedef struct { SEXP *v; size_t n, cap; } symbuf;
+typedef struct { SEXP *v; size_t n, cap; } cellbuf;
 
-static void symbuf_chain(symbuf *b, SEXP cell) {
+static void cellbuf_chain(cellbuf *b, SEXP cell) {
   for (; cell != R_NilValue; cell = CDR(cell)) {
     if (b->n == b->cap) {
       size_t cap = 2 * b->cap;
@@ -263,7 +264,7 @@ static void symbuf_chain(symbuf *b, SEXP cell) {
       b->v = v;
       b->cap = cap;
     }
-    b->v[b->n++] = TAG(cell);
+    b->v[b->n++] = cell;
   }
 }
 
@@ -282,21 +283,22 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
     UNPROTECT(1);
     return count;
   }
-  /* First the symbols (bucket heads fetched ahead), then a lookup for each,
-   * the symbol and its name fetched ahead: a large environment's symbols
-   * are scattered in memory, and each lookup reads both. */
+  /* First the cells (bucket heads fetched ahead), then a lookup for each:
+   * a large environment's cells, symbols and names are scattered in memory,
+   * and each lookup reads all three, so each is fetched ahead in turn (the
+   * cell 24 bindings ahead, its symbol 16 ahead, the symbol's name 8). */
   const void *vmax = vmaxget();
-  SEXP small_syms[SMALL_ENV];
+  SEXP small_cells[SMALL_ENV];
   mk_binding small_bd[SMALL_ENV];
-  symbuf b = {small_syms, 0, SMALL_ENV};
-  symbuf_chain(&b, FRAME(env));
+  cellbuf b = {small_cells, 0, SMALL_ENV};
+  cellbuf_chain(&b, FRAME(env));
   SEXP ht = HASHTAB(env);
   if (TYPEOF(ht) == VECSXP) {
     R_xlen_t n = XLENGTH(ht);
     const SEXP *p = (const SEXP *) DATAPTR_RO(ht);
     for (R_xlen_t i = 0; i < n; i++) {
       if (i + 16 < n) MK_PREFETCH(p[i + 16]);
-      if (p[i] != R_NilValue) symbuf_chain(&b, p[i]);
+      if (p[i] != R_NilValue) cellbuf_chain(&b, p[i]);
     }
   }
   /* Each value is fetched as it is found and handed to fn LAG bindings
@@ -305,10 +307,10 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
   mk_binding *bd = b.n <= SMALL_ENV ? small_bd : (mk_binding *) R_alloc(b.n, sizeof(mk_binding));
   size_t count = 0, done = 0;
   for (size_t i = 0; i < b.n; i++) {
-    /* The symbol 16 ahead, its name 8 ahead: each lookup reads both. */
-    if (i + 16 < b.n) MK_PREFETCH(b.v[i + 16]);
-    if (i + 8 < b.n) MK_PREFETCH(PRINTNAME(b.v[i + 8]));
-    if (read_binding(env, b.v[i], &bd[count]) != 0) continue;
+    if (i + 24 < b.n) MK_PREFETCH(b.v[i + 24]);
+    if (i + 16 < b.n) MK_PREFETCH(TAG(b.v[i + 16]));
+    if (i + 8 < b.n) MK_PREFETCH(PRINTNAME(TAG(b.v[i + 8])));
+    if (read_binding(env, TAG(b.v[i]), &bd[count]) != 0) continue;
     if (bd[count].value != NULL) MK_PREFETCH(bd[count].value);
     count++;
     if (fn && count > LAG) fn(&bd[done++], data);
