@@ -67,7 +67,11 @@
 #' pointer while the file shrinks (a long `crossprod()` during which another
 #' program truncates the file) still ends the R process, as it would for any
 #' program reading a mapped file. The checks cost one `fstat()` per pointer
-#' handed out and a few nanoseconds per element read one at a time.
+#' handed out and about a nanosecond per element read one at a time. An
+#' element read that meets a missing page (base `[`, which reads one element
+#' at a time) gets a page of zeros in its place before the error: from then
+#' on every read of that matrix is an error, even if the file comes back, and
+#' [fm_open()] maps it afresh.
 #
 #'
 #' @section The file:

@@ -211,6 +211,7 @@ static void scratch_free(fm_map *m) {
 }
 
 int fm_size_ok(const fm_map *m) {
+  if (m->broken) return 0;
   if (m->base == NULL) return 1;
   int64_t size;
   if (m->fd < 0 || fm_file_size(m->fd, &size) != 0) return 0;
@@ -225,6 +226,20 @@ void fm_shrunk_error(SEXP x) {
   mk_error("format", "'%s' shrank to %.0f bytes while mapped (the matrix needs %.0f): another "
            "program truncated or rewrote it. Open it again with fm_open().", path, now,
            m != NULL ? (double) m->map_len : NA_REAL);
+}
+
+void fm_guard_check(SEXP x) {
+  fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
+  if (m != NULL && m->broken) fm_shrunk_error(x);
+}
+
+void fm_elt_fault(SEXP x) {
+#ifndef _WIN32
+  fm_elt_state = 0;
+#endif
+  fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
+  if (m != NULL) m->broken = 1;
+  fm_shrunk_error(x);
 }
 
 /* memcpy to or from x's mapping under the guard. The arguments are read

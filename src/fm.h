@@ -34,6 +34,7 @@ typedef struct {
   int mode;         /* FM_READ, FM_WRITE or FM_COPY */
   int fd;           /* open descriptor (also of a copy: its size is checked), -1 when none */
   void *scratch;    /* a malloc'd buffer in use by the current call, or NULL */
+  int broken;       /* a read faulted: part of the mapping is no longer the file */
 } fm_map;
 
 /* Positions in the state list (data2). */
@@ -88,6 +89,8 @@ int fm_is_full_disk(int e);
  * local changed there that is used after a fault (setjmp's rules). The macros
  * FM_GUARD_BEGIN/END are the platform layer's (fm_map.h). */
 void fm_shrunk_error(SEXP x) MK_NORETURN;  /* the classed error */
+void fm_elt_fault(SEXP x) MK_NORETURN;     /* after FM_ELT_END saw a fault */
+void fm_guard_check(SEXP x);               /* the error now if x's mapping is broken */
 int fm_size_ok(const fm_map *m);           /* the file still covers the mapping? */
 void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n); /* memcpy, guarded */
 

@@ -67,7 +67,27 @@ fm_map *fm_map_of(SEXP x) {
 static inline char *data_of(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
+  if (m->broken) fm_shrunk_error(x);
   return m->length > 0 ? m->data : (char *) empty_data;
+}
+
+/* The object Elt was last called on, and its map: R's subsetting calls Elt
+ * on one object once per element. Valid while altrep_gen is unchanged: it
+ * moves whenever an object of these classes is made (here, the only place),
+ * so an address that a collected object left and a new one took is never
+ * taken for the old one's. R calls methods on its own thread only. */
+static SEXP elt_x = NULL;
+static fm_map *elt_m = NULL;
+static unsigned long elt_gen = 0, altrep_gen = 1;
+
+static inline fm_map *elt_map(SEXP x) {
+  if (x == elt_x && elt_gen == altrep_gen) return elt_m;
+  fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
+  if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
+  elt_x = x;
+  elt_m = m;
+  elt_gen = altrep_gen;
+  return m;
 }
 
 SEXP fm_new_altrep(SEXP xp, SEXP state) {
@@ -82,6 +102,7 @@ SEXP fm_new_altrep(SEXP xp, SEXP state) {
   default: MK_INTERNAL_ERROR("bad type");
   }
   SEXP x = R_new_altrep(cls, xp, state);
+  altrep_gen++;
   /* A read-only matrix must never be modified in place: its serialized form is
    * the file, so a change R made to it would be lost silently. Marked not
    * mutable, R duplicates it before any change (a cheap private remap). */
@@ -256,32 +277,36 @@ static const void *fm_dataptr_or_null(SEXP x) {
   return m->length > 0 ? m->data : (char *) empty_data;
 }
 
-/* Elt is called once per element by R's matrix subsetting: the guard
- * (a sigsetjmp without the signal mask) is its only added cost. */
+/* Elt is called once per element by R's matrix subsetting: the element
+ * guard (a per-thread mark either side of the read, fm_map.h) is its only
+ * added cost. */
 static double fm_real_elt(SEXP x, R_xlen_t i) {
-  const double *p = (const double *) data_of(x);
-  double v = 0;
-  FM_GUARD_BEGIN(x)
-  v = p[i];
-  FM_GUARD_END
+  fm_map *m = elt_map(x);
+  if (m->broken) fm_shrunk_error(x);
+  const volatile double *p = (const volatile double *) m->data; /* i < length: data is mapped */
+  FM_ELT_BEGIN
+  double v = p[i];
+  FM_ELT_END(x)
   return v;
 }
 
 static int fm_int_elt(SEXP x, R_xlen_t i) {
-  const int *p = (const int *) data_of(x);
-  int v = 0;
-  FM_GUARD_BEGIN(x)
-  v = p[i];
-  FM_GUARD_END
+  fm_map *m = elt_map(x);
+  if (m->broken) fm_shrunk_error(x);
+  const volatile int *p = (const volatile int *) m->data; /* i < length: data is mapped */
+  FM_ELT_BEGIN
+  int v = p[i];
+  FM_ELT_END(x)
   return v;
 }
 
 static Rbyte fm_raw_elt(SEXP x, R_xlen_t i) {
-  const Rbyte *p = (const Rbyte *) data_of(x);
-  Rbyte v = 0;
-  FM_GUARD_BEGIN(x)
-  v = p[i];
-  FM_GUARD_END
+  fm_map *m = elt_map(x);
+  if (m->broken) fm_shrunk_error(x);
+  const volatile Rbyte *p = (const volatile Rbyte *) m->data; /* i < length: data is mapped */
+  FM_ELT_BEGIN
+  Rbyte v = p[i];
+  FM_ELT_END(x)
   return v;
 }
 

@@ -122,9 +122,20 @@ double fm_view_resident(const void *base, size_t len);
  * load); 0, or -1 with errno set. */
 int fm_guard_install(void);
 
+/* Element reads (ALTREP Elt, called once per element by R's own matrix
+ * subsetting) take a lighter guard than sigsetjmp(), which would cost more
+ * than the read: FM_ELT_BEGIN marks this thread as reading one element
+ * (read through a volatile pointer, so that it stays between the marks);
+ * a SIGBUS meanwhile makes the handler lay a page of zeros over the faulting
+ * page of the mapping, so that the read completes, and note the fault;
+ * FM_ELT_END then raises the classed error through fm_elt_fault(), which
+ * first marks the mapping unusable (one of its pages is no longer the
+ * file's). */
 #ifdef _WIN32
 # define FM_GUARD_BEGIN(x) {
 # define FM_GUARD_END }
+# define FM_ELT_BEGIN
+# define FM_ELT_END(x)
 #else
 # if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #  define FM_TLS _Thread_local
@@ -143,9 +154,17 @@ int fm_guard_install(void);
 /* Per thread: a SIGBUS in another thread (a BLAS worker reading through a
  * data pointer) must never jump to this thread's stack. */
 extern FM_THREAD_LOCAL sigjmp_buf *volatile fm_bus_jmp;
+/* 0: no element read; 1: reading one; 2: the read faulted. */
+extern FM_THREAD_LOCAL volatile int fm_elt_state;
+
+#define FM_ELT_BEGIN fm_elt_state = 1;
+#define FM_ELT_END(x)                                                         \
+  if (fm_elt_state != 1) fm_elt_fault(x);                                     \
+  fm_elt_state = 0;
 
 #define FM_GUARD_BEGIN(x)                                                     \
   {                                                                           \
+    fm_guard_check(x);                                                        \
     sigjmp_buf fm_jb_;                                                        \
     if (sigsetjmp(fm_jb_, 0) != 0) {                                          \
       fm_bus_jmp = NULL;                                                      \

@@ -227,8 +227,10 @@ double fm_view_resident(const void *base, size_t len) {
 /* ---- the SIGBUS guard (see fm_map.h and fm.h) ---------------------------------- */
 
 FM_THREAD_LOCAL sigjmp_buf *volatile fm_bus_jmp = NULL;
+FM_THREAD_LOCAL volatile int fm_elt_state = 0;
 static struct sigaction bus_old;
 static int bus_installed = 0;
+static uintptr_t bus_page = 0;
 
 static void bus_handler(int sig, siginfo_t *info, void *ctx) {
   sigjmp_buf *j = fm_bus_jmp;
@@ -236,6 +238,18 @@ static void bus_handler(int sig, siginfo_t *info, void *ctx) {
     fm_bus_jmp = NULL;
     /* SA_NODEFER left SIGBUS unblocked, so the mask needs no restoring. */
     siglongjmp(*j, 1);
+  }
+  if (fm_elt_state == 1 && info != NULL && bus_page != 0) {
+    /* One element read (FM_ELT_BEGIN): zeros over the faulting page of the
+     * mapping (a private, read-only page in its place), so that the read
+     * completes when this returns; the reader sees the mark and raises the
+     * error. */
+    uintptr_t a = (uintptr_t) info->si_addr & ~(bus_page - 1);
+    if (mmap((void *) a, (size_t) bus_page, PROT_READ, MAP_PRIVATE | MAP_ANON | MAP_FIXED, -1, 0) !=
+        MAP_FAILED) {
+      fm_elt_state = 2;
+      return;
+    }
   }
   /* Not memkit's read: whoever handled SIGBUS before (R prints its report). */
   if (bus_old.sa_flags & SA_SIGINFO) {
@@ -259,6 +273,9 @@ static void bus_handler(int sig, siginfo_t *info, void *ctx) {
  * file keeps R's handler alone. */
 int fm_guard_install(void) {
   if (bus_installed) return 0;
+  long page = sysconf(_SC_PAGESIZE);
+  /* A power of two, or no element guard (the default SIGBUS action then). */
+  if (page > 0 && (page & (page - 1)) == 0) bus_page = (uintptr_t) page;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = bus_handler;

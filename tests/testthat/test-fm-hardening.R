@@ -253,6 +253,35 @@ test_that("a file truncated under its mapping gives classed errors, not SIGBUS",
   expect_length(got, 10L)
 })
 
+test_that("base `[` on a truncated file errors, and the mapping stays unusable after the file comes back", {
+  skip_on_os("windows") # a mapped file can't be truncated there (?fm_open, Platforms)
+  path <- fm_path()
+  M <- matrix(as.double(seq_len(4096 * 8)), 4096, 8) # 32 pages of data
+  as_fm(M, path)
+  got <- child_error_classes(function(path) {
+    library(memkit)
+    catch <- function(expr) tryCatch({ expr; "no error" }, error = function(e) class(e)[[1L]])
+    Y <- fm_open(path)
+    full <- readBin(path, "raw", file.size(path))
+    before <- Y[, 1]
+    # Another program cuts the file in half: base `[` reads element by
+    # element (ALTREP Elt) and meets the missing pages.
+    writeBin(full[seq_len(length(full) %/% 2)], path)
+    cut <- catch(Y[, 8])
+    # The file comes back whole: the pages read while it was cut are not the
+    # file's any more in this mapping, so every read stays an error.
+    writeBin(full, path)
+    c(first_column_read = identical(before, as.double(1:4096)),
+      cut = cut, after_elt = catch(Y[4096, 8]), after_first = catch(Y[1, 1]),
+      after_sum = catch(sum(Y)), after_read = catch(fm_read(Y, j = 8)),
+      reopened = identical(fm_open(path)[4096, 8], 4096 * 8))
+  }, list(path = path))
+  expect_identical(got[["first_column_read"]], "TRUE")
+  expect_identical(unname(got[c("cut", "after_elt", "after_first", "after_sum", "after_read")]),
+                   rep("memkit_error_format", 5L))
+  expect_identical(got[["reopened"]], "TRUE")
+})
+
 # ---- 4. FIFO ----------------------------------------------------------------------------
 
 test_that("fm_open() of a FIFO is a file error at once, not a hang", {
