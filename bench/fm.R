@@ -155,7 +155,7 @@ if (identical(Sys.getenv("MEMKIT_BENCH_HUGE"), "only")) {
 # ---- paired against an earlier build (opt-in) ---------------------------------
 # MEMKIT_BENCH_PAIRED=only: memkit against memkitbase (memkit at an earlier
 # commit, installed by `bash bench/baseline.sh COMMIT`), each operation on
-# both alternately, 15 pairs, the ratio the median of the pairs' ratios. On a
+# both alternately, 15 pairs (MEMKIT_BENCH_PAIRS), the ratio the median of the pairs' ratios. On a
 # matrix of MEMKIT_BENCH_PAIRED_NROW x 100 doubles (default 250,000: 200 MB),
 # so it stays quick on a shared machine. Writes bench/results/fm-paired.md.
 run_paired <- function() {
@@ -169,6 +169,7 @@ run_paired <- function() {
   }
   base_commit <- readLines(system.file("COMMIT", package = "memkitbase"))
   pn <- as.numeric(Sys.getenv("MEMKIT_BENCH_PAIRED_NROW", "250000"))
+  npairs <- max(5L, as.integer(Sys.getenv("MEMKIT_BENCH_PAIRS", "15")))
   set.seed(2)
   M <- matrix(rnorm(pn * 100), pn, 100)
   idx <- sample(length(M), 1e5)
@@ -194,7 +195,7 @@ run_paired <- function() {
   rows <- lapply(names(ops), function(op) {
     f <- ops[[op]]
     f("old"); f("new")
-    pairs <- vapply(seq_len(15L), function(i) {
+    pairs <- vapply(seq_len(npairs), function(i) {
       first <- if (i %% 2L) "old" else "new"
       second <- setdiff(c("old", "new"), first)
       t <- c(old = 0, new = 0)
@@ -220,8 +221,8 @@ run_paired <- function() {
             utils::sessionInfo()$running, parallel::detectCores(), R.version.string,
             as.character(utils::packageVersion("memkit")), commit, script_hash, base_commit, base_commit,
             format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC")),
-    sprintf("Matrix: %s x 100 doubles (%s), page cache warm; 15 alternating pairs per operation, the ratio",
-            format(pn, big.mark = ",", scientific = FALSE), format(mem_bytes(pn * 800))),
+    sprintf("Matrix: %s x 100 doubles (%s), page cache warm; %d alternating pairs per operation, the ratio",
+            format(pn, big.mark = ",", scientific = FALSE), format(mem_bytes(pn * 800)), npairs),
     "is the median of the pairs' ratios (memkit / earlier build) with a 95% interval.",
     "",
     "| operation | earlier build | memkit | ratio | 95% interval | within 5% |",
