@@ -217,6 +217,8 @@ run_paired <- function() {
   writeLines(c(
     "## File-backed matrices against an earlier build (`bench/fm.R`, paired)",
     "",
+    bench_stamp("bench/fm.R"),
+    "",
     sprintf("%s, %d cores (shared); %s. memkit %s (commit %s, bench/fm.R %s) against memkit at %s (`bash bench/baseline.sh %s`), run %s.",
             utils::sessionInfo()$running, parallel::detectCores(), R.version.string,
             as.character(utils::packageVersion("memkit")), commit, script_hash, base_commit, base_commit,
