@@ -8,7 +8,7 @@ gctrace_begin <- function(kind, depth) {
     mk_abort("unsupported", "GC tracing is not supported on this platform.", call = sys.call(-1L))
   }
   gctrace_forget_parent()
-  if (is.null(the_gc$handle)) gctrace_open()
+  if (!tracing_here()) gctrace_open()
   mark <- gctrace_mark_point()
   the_gc$next_id <- the_gc$next_id + 1L
   v <- c(list(id = the_gc$next_id, kind = kind, depth = depth), mark)
@@ -16,26 +16,38 @@ gctrace_begin <- function(kind, depth) {
   v$id
 }
 
-gctrace_open <- function() {
+# The pipe and its reader thread are opened by the first trace and kept for
+# the session (closed when the package unloads: gctrace_shutdown()); each
+# trace (the outermost of nested ones) takes the message sink, gcinfo() and
+# gc.time() and gives them back when it ends (gctrace_close()).
+gctrace_pipe <- function() {
+  if (!is.null(the_gc$handle)) return(the_gc$handle)
   # Windows: R's reports go to a spool file the C side follows (a pipe there
   # has no name a file() connection can open).
   spool <- if (is_windows()) tempfile("memkit-gc-", fileext = ".txt")
   h <- .Call(ffi_gctrace_open, spool)
   the_gc$fd <- attr(h, "fd")
   the_gc$target <- if (is.null(spool)) sprintf("/dev/fd/%d", the_gc$fd) else spool
+  the_gc$pid <- Sys.getpid()
+  the_gc$handle <- h
+  h
+}
+
+gctrace_open <- function() {
+  h <- gctrace_pipe()
+  .Call(ffi_gctrace_reset, h)
   con <- tryCatch(gctrace_connect(h), error = function(e) {
-    .Call(ffi_gctrace_close, h)
+    gctrace_shutdown()
     mk_abort("system", sprintf("Can't open the GC report pipe: %s", conditionMessage(e)),
              call = NULL)
   })
-  the_gc$pid <- Sys.getpid()
-  the_gc$handle <- h
   the_gc$con <- con
   the_gc$con_number <- as.integer(con)
   the_gc$prev_sink <- sink.number(type = "message")
   the_gc$window <- FALSE
   the_gc$quiet <- FALSE
   the_gc$window_nrec <- -1
+  the_gc$attached <- TRUE
   # From here on every exit path must give back what was taken: on an error
   # (a full descriptor table, an interrupt) close everything again.
   ok <- FALSE
@@ -66,7 +78,7 @@ gctrace_connect <- function(h) {
 # A trace is running in this process (a child forked by
 # parallel::mclapply() inherits the state but not the pipe's reader).
 tracing_here <- function() {
-  !is.null(the_gc$handle) && identical(the_gc$pid, Sys.getpid())
+  isTRUE(the_gc$attached) && !is.null(the_gc$handle) && identical(the_gc$pid, Sys.getpid())
 }
 
 # In a forked child, the parent's traces are not ours to stop or extend:
@@ -74,11 +86,14 @@ tracing_here <- function() {
 # message stream goes back where it went before the parent traced, and R's
 # reports stop.
 gctrace_forget_parent <- function() {
-  if (is.null(the_gc$handle) || tracing_here()) return(invisible())
-  try(.Call(ffi_gctrace_disarm), silent = TRUE)
-  try(gcinfo(isTRUE(the_gc$prev_gcinfo)), silent = TRUE)
-  try(gctrace_restore_sink(), silent = TRUE)
+  if (is.null(the_gc$handle) || identical(the_gc$pid, Sys.getpid())) return(invisible())
+  if (isTRUE(the_gc$attached)) {
+    try(.Call(ffi_gctrace_disarm), silent = TRUE)
+    try(gcinfo(isTRUE(the_gc$prev_gcinfo)), silent = TRUE)
+    try(gctrace_restore_sink(), silent = TRUE)
+  }
   the_gc$handle <- NULL
+  the_gc$attached <- FALSE
   the_gc$con <- NULL
   the_gc$views <- list()
   invisible()
@@ -190,8 +205,8 @@ gctrace_return_sink <- function(n) {
 # earlier one fails, so the session is left as found.
 gctrace_close <- function() {
   h <- the_gc$handle
-  if (is.null(h)) return(invisible())
-  the_gc$handle <- NULL
+  if (is.null(h) || !isTRUE(the_gc$attached)) return(invisible())
+  the_gc$attached <- FALSE
   gctrace_session_handlers_off()
   try(.Call(ffi_gctrace_disarm), silent = TRUE)
   try(gcinfo(the_gc$prev_gcinfo), silent = TRUE)
@@ -200,7 +215,7 @@ gctrace_close <- function() {
   text <- tryCatch(.Call(ffi_gctrace_text), error = function(e) "")
   dropped <- tryCatch(attr(.Call(ffi_gctrace_records, .Machine$integer.max), "dropped"),
                       error = function(e) 0)
-  try(.Call(ffi_gctrace_close, h), silent = TRUE)
+  try(.Call(ffi_gctrace_reset, h), silent = TRUE)
   if (!isTRUE(the_gc$gctime_was_on)) try(gc.time(FALSE), silent = TRUE)
   the_gc$con <- NULL
   the_gc$views <- list()
@@ -409,7 +424,17 @@ is_mark_stack <- function(stack) {
 # Called from .onUnload(): the sentinel's finalizer lives in memkit's
 # library, which must not be unloaded with a sentinel pending.
 gctrace_unload <- function() {
-  if (!is.null(the_gc$handle)) gctrace_close()
+  gctrace_shutdown()
+  invisible()
+}
+
+# Close the session's pipe and reader thread (ending a trace first).
+gctrace_shutdown <- function() {
+  h <- the_gc$handle
+  if (is.null(h)) return(invisible())
+  gctrace_close()
+  the_gc$handle <- NULL
+  try(.Call(ffi_gctrace_close, h), silent = TRUE)
   invisible()
 }
 

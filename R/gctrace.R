@@ -29,7 +29,9 @@ mega <- 1048576
 #'
 #' @section How it works:
 #' While tracing, memkit turns on [gcinfo()] and points the message stream
-#' at a pipe read by a background thread, so each report R prints after an
+#' at a pipe read by a background thread (both opened by the first trace of
+#' the session and kept until memkit is unloaded; the message stream and
+#' `gcinfo()` are given back after every trace), so each report R prints after an
 #' automatic collection becomes a row. R prints nothing for explicit [gc()]
 #' calls, but its collection numbers have no gaps, so every collection is
 #' accounted for: the gaps become rows with `seen = FALSE`, their levels
@@ -39,7 +41,10 @@ mega <- 1048576
 #' together and share one stack; `collapsed` says how many did.
 #'
 #' Each trace begins with a minor collection (`gc(full = FALSE)`), so that
-#' R's collection count and exact triggers are known at its start. Its end
+#' R's collection count and exact triggers are known at its start: R shows
+#' its count of collections only in the reports it prints and in what
+#' [gc()] returns, both after a collection, so there is no cheaper way to
+#' know where a trace starts. Its end
 #' is usually read from R's last report; a second minor collection closes
 #' it only when that is not enough: when the trace holds a level-2
 #' collection (which moves the triggers), when an explicit [gc()] or an
@@ -125,8 +130,8 @@ mega <- 1048576
 #' Linux, macOS and Windows. On Linux and macOS R's reports go through a pipe
 #' that R opens as a `file()` connection by name (`/dev/fd/N`). Windows has
 #' no such name for a pipe: there they go to a spool file in [tempdir()]
-#' (opened by R for appending, deleted when the trace ends; a few hundred
-#' bytes per collection) that a background thread follows every 5 ms, so a
+#' (opened by R for appending, kept for the session like the pipe and
+#' deleted when memkit is unloaded; a few hundred bytes per collection) that a background thread follows every 5 ms, so a
 #' collection's `time` there can be up to 5 ms after it ended (sooner when
 #' the collection's callback reads the file first). A forked child's view of
 #' a trace (see "Forked children") applies only where R forks: not on

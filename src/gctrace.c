@@ -570,6 +570,27 @@ SEXP ffi_gctrace_close(SEXP handle) {
   return R_NilValue;
 }
 
+/* Between traces: the pipe and its reader stay for the session (opened by
+ * the first trace, closed when the package unloads), but the connection R
+ * wrote through is closed, so its descriptors are no longer ours to point
+ * elsewhere in a fork; and what the stream held is forgotten (the trace
+ * that ended has read it). Also at the start of a trace. */
+SEXP ffi_gctrace_reset(SEXP handle) {
+  check_handle(handle);
+  if (!G.open || R_ExternalPtrAddr(handle) == NULL || handle != G.owner) return Rf_ScalarLogical(FALSE);
+  G.nadopted = 0;
+  pthread_mutex_lock(&G.mu);
+  drain_locked();
+  G.s.nrecs = 0;
+  G.s.pending = 0;
+  G.s.linelen = 0;
+  G.s.ntext = 0;
+  if (G.s.text) G.s.text[0] = '\0';
+  G.s.dropped = 0;
+  pthread_mutex_unlock(&G.mu);
+  return Rf_ScalarLogical(TRUE);
+}
+
 /* ---- the sentinel ------------------------------------------------------- */
 
 static void sentinel_fired(SEXP key);

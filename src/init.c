@@ -60,6 +60,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_gctrace_close, 1),
   CALLDEF(ffi_gctrace_adopt, 1),
   CALLDEF(ffi_gctrace_arm, 2),
+  CALLDEF(ffi_gctrace_reset, 1),
   CALLDEF(ffi_gctrace_disarm, 0),
   CALLDEF(ffi_gctrace_records, 1),
   CALLDEF(ffi_gctrace_callbacks, 1),

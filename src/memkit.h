@@ -61,6 +61,7 @@ SEXP ffi_gctrace_open(SEXP spool);
 SEXP ffi_gctrace_close(SEXP handle);
 SEXP ffi_gctrace_adopt(SEXP handle);
 SEXP ffi_gctrace_arm(SEXP hook, SEXP quiet_children);
+SEXP ffi_gctrace_reset(SEXP handle);
 SEXP ffi_gctrace_disarm(void);
 SEXP ffi_gctrace_records(SEXP from);
 SEXP ffi_gctrace_callbacks(SEXP from);

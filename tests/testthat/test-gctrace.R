@@ -48,6 +48,10 @@ session_state <- function() {
   )
 }
 
+# The pipe and its reader thread are opened by the first trace and kept for
+# the session: the state compared around a trace is the state after that.
+invisible(gc_trace(NULL))
+
 test_that("a pure-R allocation loop: every collection, per-level counts equal", {
   # 20000 vectors of 80 KB: over 1.5 GB allocated, more than any trigger.
   f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
@@ -323,8 +327,10 @@ test_that("an interrupt leaves the session as found", {
     st <- function() list(sink.number(type = "message"), gcinfo(FALSE),
                           rownames(showConnections(all = TRUE)),
                           length(dir("/proc/self/fd")), ps::ps_num_threads())
-    # Loading memkit loads cli, whose timer thread is not the tracer's.
+    # Loading memkit loads cli, whose timer thread is not the tracer's; the
+    # first trace opens the pipe and thread kept for the session.
     loadNamespace("memkit")
+    invisible(memkit::gc_trace(NULL))
     gcinfo(FALSE)
     before <- st()
     r <- tryCatch(
@@ -406,10 +412,35 @@ test_that("gc_triggers() gives gc()'s triggers and the growth settings", {
   expect_output(print(gc_triggers()), "3")
 })
 
+test_that("the pipe and its reader thread are opened once, and closed when memkit unloads (#14)", {
+  skip_if_not_linux()
+  skip_if_not_installed("ps")
+  res <- in_child(function() {
+    st <- function() c(fds = length(dir("/proc/self/fd")), threads = ps::ps_num_threads())
+    loadNamespace("memkit")
+    before <- st()
+    invisible(memkit::gc_trace(NULL))
+    first <- st()
+    for (i in 1:5) invisible(memkit::gc_trace(lapply(1:2e4, function(j) numeric(10))))
+    later <- st()
+    unloadNamespace("memkit")
+    list(before = before, first = first, later = later, unloaded = st())
+  })
+  expect_true(res$ok)
+  v <- res$value
+  expect_identical(v$first[["threads"]], v$before[["threads"]] + 1L)
+  expect_gt(v$first[["fds"]], v$before[["fds"]])
+  expect_identical(v$later, v$first)
+  expect_identical(v$unloaded, v$before)
+})
+
 test_that("the report parser separates R's reports from other text", {
   skip_if_not_linux()
+  # The session's pipe first, so that this test can open one of its own.
+  memkit:::gctrace_shutdown()
   h <- .Call(memkit:::ffi_gctrace_open, NULL)
   on.exit(.Call(memkit:::ffi_gctrace_close, h))
+  on.exit(invisible(gc_trace(NULL)), add = TRUE) # the session's pipe again, for the tests below
   con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
   # Text without a newline, then a report on the same line, as happens when
   # code writes a partial line to stderr just before a collection.

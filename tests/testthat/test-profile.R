@@ -2,6 +2,9 @@
 # Threads and open file descriptors of this process (Linux).
 n_threads <- function() length(list.files("/proc/self/task"))
 n_fds <- function() length(list.files("/proc/self/fd"))
+# A profile's GC part is a trace: the tracer's pipe and thread, opened by the
+# first trace, stay for the session. Counts are compared after that.
+invisible(gc_trace(NULL))
 
 test_that("mem_profile() records samples, marks and the value of expr", {
   p <- mem_profile({
@@ -93,7 +96,7 @@ test_that("the sampler's thread and file descriptor are gone on return and after
   fds <- n_fds()
   during <- NULL
   p <- mem_profile(during <- c(n_threads(), n_fds()))
-  # The sampler's thread and /proc/self/statm, and the GC tracer's.
+  # The sampler's thread and /proc/self/statm.
   expect_true(all(during > c(threads, fds)))
   expect_identical(c(n_threads(), n_fds()), c(threads, fds))
   expect_error(mem_profile(stop("boom")), "boom")
@@ -124,6 +127,7 @@ test_that("an interrupt stops the sampler too", {
   skip_on_cran()
   res <- in_child(function() {
     library(memkit)
+    invisible(gc_trace(NULL)) # the GC tracer's thread, kept for the session
     before <- length(list.files("/proc/self/task"))
     caught <- tryCatch(mem_profile({
       tools::pskill(Sys.getpid(), tools::SIGINT)

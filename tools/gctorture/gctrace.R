@@ -5,25 +5,31 @@ gct_report <- c(
   "18.3 Mbytes of cons cells used (52%)",
   "40.1 Mbytes of vectors used (61%)"
 )
+# The session's pipe (kept by a trace run earlier in this process) first, so
+# that a case can open one of its own.
+gct_open <- function() {
+  ns$gctrace_shutdown()
+  .Call(ns$ffi_gctrace_open, NULL)
+}
 gct_feed <- function(h, lines) {
   con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
   on.exit(close(con))
   writeLines(lines, con)
 }
 cases$ffi_gctrace_open <- function() {
-  h <- .Call(ns$ffi_gctrace_open, NULL)
+  h <- gct_open()
   on.exit(.Call(ns$ffi_gctrace_close, h))
   stopifnot(is.integer(attr(h, "fd")), attr(h, "fd") > 2L)
   expect_mk_error(.Call(ns$ffi_gctrace_open, NULL), "state")
 }
 cases$ffi_gctrace_close <- function() {
-  h <- .Call(ns$ffi_gctrace_open, NULL)
+  h <- gct_open()
   stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))
   stopifnot(is.null(.Call(ns$ffi_gctrace_close, h)))   # idempotent
   expect_mk_error(.Call(ns$ffi_gctrace_close, 1L), "type")
 }
 cases$ffi_gctrace_records <- function() {
-  h <- .Call(ns$ffi_gctrace_open, NULL)
+  h <- gct_open()
   on.exit(.Call(ns$ffi_gctrace_close, h))
   gct_feed(h, c("before", gct_report, "after"))
   r <- .Call(ns$ffi_gctrace_records, 0)
@@ -33,11 +39,22 @@ cases$ffi_gctrace_records <- function() {
   stopifnot(length(.Call(ns$ffi_gctrace_records, 1)$gc) == 0L)
 }
 cases$ffi_gctrace_text <- function() {
-  h <- .Call(ns$ffi_gctrace_open, NULL)
+  h <- gct_open()
   on.exit(.Call(ns$ffi_gctrace_close, h))
   gct_feed(h, c("before", gct_report, "after"))
   stopifnot(identical(.Call(ns$ffi_gctrace_text), "before\nafter\n"))
   stopifnot(identical(.Call(ns$ffi_gctrace_text), ""))
+}
+cases$ffi_gctrace_reset <- function() {
+  h <- gct_open()
+  on.exit(.Call(ns$ffi_gctrace_close, h))
+  gct_feed(h, c("before", gct_report, "after"))
+  stopifnot(isTRUE(.Call(ns$ffi_gctrace_reset, h)))
+  stopifnot(attr(.Call(ns$ffi_gctrace_records, 0), "total") == 0,
+            identical(.Call(ns$ffi_gctrace_text), ""))
+  gct_feed(h, gct_report)
+  stopifnot(attr(.Call(ns$ffi_gctrace_records, 0), "total") == 1)
+  expect_mk_error(.Call(ns$ffi_gctrace_reset, 1L), "type")
 }
 cases$ffi_gctrace_arm <- function() {
   .Call(ns$ffi_gctrace_arm, NULL, TRUE)
@@ -66,7 +83,7 @@ cases$ffi_gctrace_disarm <- function() {
   stopifnot(length(.Call(ns$ffi_gctrace_callbacks, 0)$stack) == 0L)
 }
 cases$ffi_gctrace_adopt <- function() {
-  h <- .Call(ns$ffi_gctrace_open, NULL)
+  h <- gct_open()
   on.exit(.Call(ns$ffi_gctrace_close, h))
   con <- file(sprintf("/dev/fd/%d", attr(h, "fd")), "w", raw = TRUE)
   on.exit(close(con), add = TRUE, after = FALSE)
