@@ -321,18 +321,16 @@ gctrace_triggers <- function(recs, rows_rec, v, end) {
 }
 
 empty_events <- function() {
-  out <- data.frame(gc = integer(), time = double(), mono = double(), level = integer())
-  out$ncells_used <- new_mem_bytes()
-  out$vcells_used <- new_mem_bytes()
-  out$ncells_trigger <- new_mem_bytes()
-  out$vcells_trigger <- new_mem_bytes()
-  out$trigger_estimated <- logical()
-  out$duration <- double()
-  out$collapsed <- integer()
-  out$explicit <- logical()
-  out$seen <- logical()
-  out$call <- character()
-  out$stack <- list()
+  # Built as a list, like the events themselves (data.frame() and `$<-`
+  # would cost more than the rest of an empty trace).
+  out <- list(
+    gc = integer(), time = double(), mono = double(), level = integer(),
+    ncells_used = new_mem_bytes(), vcells_used = new_mem_bytes(),
+    ncells_trigger = new_mem_bytes(), vcells_trigger = new_mem_bytes(),
+    trigger_estimated = logical(), duration = double(), collapsed = integer(),
+    explicit = logical(), seen = logical(), call = character(), stack = list()
+  )
+  attr(out, "row.names") <- integer()
   new_gc_events(out)
 }
 
