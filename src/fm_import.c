@@ -22,6 +22,7 @@
  * raises the classed `parse` error with the file's name.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -34,6 +35,7 @@
 
 #include "memkit.h"
 #include "errors.h"
+#include "fm_map.h"
 
 enum { KIND_SKIP = 0, KIND_NUMBER = 1, KIND_STRING = 2 };
 enum { ERR_NONE = 0, ERR_FIELDS = 1, ERR_NUMBER = 2, ERR_QUOTE = 3, ERR_NUL = 4 };
@@ -80,6 +82,28 @@ static int parse_hex(const char *s, const char *end, double *out) {
   return 1;
 }
 
+/* The digits' value `ans` (ndigits of them) times 10^expn, with the sign,
+ * as R computes it: one long double multiplication or division by a power
+ * of ten, then rounded to double. */
+static inline double scale(long double ans, int expn, int ndigits, int sign) {
+  if (expn + ndigits < -300) {
+    for (int n = 0; n < ndigits; n++) ans /= 10.0L;
+    expn += ndigits;
+  }
+  if (expn < -307) {
+    long double p10 = 10.0L, fac = 1.0L;
+    for (int n = -expn; n; n >>= 1, p10 *= p10)
+      if (n & 1) fac /= p10;
+    ans *= fac;
+  } else if (expn < 0) {
+    ans /= pow10_tab[-expn];
+  } else if (ans != 0.0L) {
+    ans *= expn < POW_MAX ? pow10_tab[expn] : pow10_sq(expn);
+  }
+  if (ans > DBL_MAX) return sign > 0 ? R_PosInf : R_NegInf;
+  return sign * (double) ans;
+}
+
 /* The number in [p, end) (no blanks), or 0 when it is not one. */
 static int parse_number(const char *p, const char *end, double *out) {
   const char *s = p;
@@ -117,22 +141,49 @@ static int parse_number(const char *p, const char *end, double *out) {
     expn += esign * n;
   }
   if (p != end) return 0;
-  if (expn + ndigits < -300) {
-    for (int n = 0; n < ndigits; n++) ans /= 10.0L;
-    expn += ndigits;
+  *out = scale(ans, expn, ndigits, sign);
+  return 1;
+}
+
+/* The number at p, for the common case only: [+-]digits[.digits][(e|E)[+-]digits]
+ * with at most as many digits as parse_number() keeps in its 64-bit integer,
+ * ending at the separator or at `end` (the line's content end). Returns 1
+ * with the value and *after (the separator or `end`), or 0 when the field
+ * is anything else (blanks, quotes, NA strings, hexadecimal, too many
+ * digits, not a number): parse_number() and the general path decide then.
+ * The arithmetic is parse_number()'s (scale()), so the bits are the same;
+ * only the scanning is fused with the search for the separator. The caller
+ * makes sure `sep` can't be part of a number. */
+static inline int fast_number(const char *p, const char *end, char sep, double *out,
+                              const char **after) {
+  int sign = 1;
+  if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') sign = -1; p++; }
+  uint64_t u = 0;
+  int ndigits = 0, expn = 0;
+  unsigned d;
+  for (; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, ndigits++) {
+    if (u >= UINT64_C(1000000000000000000)) return 0;
+    u = u * 10 + d;
   }
-  if (expn < -307) {
-    long double p10 = 10.0L, fac = 1.0L;
-    for (int n = -expn; n; n >>= 1, p10 *= p10)
-      if (n & 1) fac /= p10;
-    ans *= fac;
-  } else if (expn < 0) {
-    ans /= pow10_tab[-expn];
-  } else if (ans != 0.0L) {
-    ans *= expn < POW_MAX ? pow10_tab[expn] : pow10_sq(expn);
+  if (p < end && *p == '.') {
+    for (p++; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, ndigits++, expn--) {
+      if (u >= UINT64_C(1000000000000000000)) return 0;
+      u = u * 10 + d;
+    }
   }
-  if (ans > DBL_MAX) { *out = sign > 0 ? R_PosInf : R_NegInf; return 1; }
-  *out = sign * (double) ans;
+  if (ndigits == 0) return 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int esign = 1, n = 0, nd = 0;
+    p++;
+    if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') esign = -1; p++; }
+    for (; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, nd++)
+      n = n < 9999 ? n * 10 + (int) d : n;
+    if (nd == 0) return 0;
+    expn += esign * n;
+  }
+  if (p < end && *p != sep) return 0;
+  *out = scale((long double) u, expn, ndigits, sign);
+  *after = p;
   return 1;
 }
 
@@ -245,6 +296,13 @@ static dialect dialect_arg(SEXP sep, SEXP quote) {
   return d;
 }
 
+/* Whether fields can be scanned by fast_number(): neither the separator nor
+ * the quote can be part of a number. */
+static int number_safe(const dialect *d) {
+  const char *num = "0123456789+-.eE";
+  return d->sep != '\0' && strchr(num, d->sep) == NULL && (d->quote < 0 || strchr(num, d->quote) == NULL);
+}
+
 /* ---- rows ----------------------------------------------------------------- */
 
 /* Rows [r0, r1) of the values matrix from the line at p. The only R API use
@@ -259,6 +317,7 @@ typedef struct {
   SEXP strings;
   const char *p, *end;
   int r0, r1;
+  int fast;             /* whether fast_number() may be tried (number_safe()) */
   /* out */
   int r, err, err_field;
   double lines;
@@ -286,6 +345,16 @@ static void parse_job(job *J) {
     for (j = 0; j < nf; j++) {
       if (next == NULL) { err = ERR_FIELDS; break; }
       const char *raw = next;
+      if (kind[j] == KIND_NUMBER && J->fast) {
+        const char *a;
+        double x;
+        if (fast_number(next, ce, J->d.sep, &x, &a) && !na_match(next, (size_t) (a - next), J->na)) {
+          v[(size_t) col * nr + (size_t) r] = x;
+          col++;
+          next = a == ce ? NULL : a + 1;
+          continue;
+        }
+      }
       if (next_field(next, ce, &J->d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
         err = ERR_QUOTE; J->err_field = j + 1; J->err_s = next; J->err_e = ce; break;
       }
@@ -417,23 +486,115 @@ SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more) {
   return out;
 }
 
-/* Lines with content in buf (blank lines do not count, as read.csv() skips
- * them). `state` (an integer of length 1, updated) carries whether the line
- * that continues past the end of buf has content so far. At the file's end
- * (eof) an unterminated last line counts. */
+/* Lines with content in [p, end) (blank lines do not count, as read.csv()
+ * skips them), line ends found with memchr(). *has carries whether the line
+ * that continues past `end` has content so far. */
+static double count_lines(const char *p, const char *end, int *has) {
+  double n = 0;
+  int h = *has;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t) (end - p));
+    const char *e = nl == NULL ? end : nl;
+    if (!h) {
+      const char *q = p;
+      while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+      h = q < e;
+    }
+    if (nl == NULL) break;
+    n += h;
+    h = 0;
+    p = nl + 1;
+  }
+  *has = h;
+  return n;
+}
+
+/* Lines with content in buf. `state` (an integer of length 1, updated)
+ * carries whether the line that continues past the end of buf has content
+ * so far. At the file's end (eof) an unterminated last line counts. */
 SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof) {
   if (TYPEOF(buf) != RAWSXP || TYPEOF(state) != INTSXP || XLENGTH(state) != 1)
     mk_error("argument", "`buf` must be raw and `state` an integer.");
-  const unsigned char *p = RAW(buf), *end = p + XLENGTH(buf);
+  const char *p = (const char *) RAW(buf);
   int has = INTEGER(state)[0] != 0;
-  double n = 0;
-  for (; p < end; p++) {
-    unsigned char c = *p;
-    if (c == '\n') { n += has; has = 0; }
-    else if (c != '\r' && c != ' ' && c != '\t') has = 1;
-  }
+  double n = count_lines(p, p + XLENGTH(buf), &has);
   if (Rf_asLogical(eof) == TRUE) { n += has; has = 0; }
   INTEGER(state)[0] = has;
+  return Rf_ScalarReal(n);
+}
+
+/* A plain (uncompressed) file opened for reading, as fm_file_open() opens
+ * it; a classed error when it can't be. */
+static int open_text(SEXP path) {
+  if (TYPEOF(path) != STRSXP || XLENGTH(path) != 1 || STRING_ELT(path, 0) == NA_STRING)
+    mk_error("argument", "`path` must be a string.");
+  const char *p = Rf_translateChar(STRING_ELT(path, 0));
+  int64_t size;
+  const char *kind;
+  int fd = fm_file_open(p, 0, &size, &kind);
+  if (fd < 0) mk_error_sys("file", errno, p, "Can't open '%s'", p);
+  return fd;
+}
+
+/* Reads up to n bytes at `at`; the bytes read (fewer only at the end of the
+ * file), or -1 with errno. */
+static int64_t read_full(int fd, char *buf, size_t n, int64_t at) {
+  size_t got = 0;
+  while (got < n) {
+    int64_t k = fm_file_pread(fd, buf + got, n - got, at + (int64_t) got);
+    if (k < 0) return -1;
+    if (k == 0) break;
+    got += (size_t) k;
+  }
+  return (int64_t) got;
+}
+
+/* The rest of a plain file read without R connections: the bytes of `left`
+ * from `pos` on, then up to `block` bytes of the file at byte `offset`, in
+ * one new raw vector (shorter than that only at the end of the file). */
+SEXP ffi_fm_import_read(SEXP left, SEXP pos, SEXP path, SEXP offset, SEXP block) {
+  if (TYPEOF(left) != RAWSXP) mk_error("argument", "`left` must be raw.");
+  double ps = num_arg(pos, "pos"), off = num_arg(offset, "offset"), bl = num_arg(block, "block");
+  if (ps > (double) XLENGTH(left)) mk_error("argument", "`pos` is past the buffer.");
+  if (bl < 1 || bl > 1073741824.0) mk_error("argument", "`block` must be between 1 and 2^30.");
+  size_t a = (size_t) (XLENGTH(left) - (R_xlen_t) ps), m = (size_t) bl;
+  SEXP out = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) (a + m)));
+  if (a > 0) memcpy(RAW(out), RAW(left) + (size_t) ps, a);
+  int fd = open_text(path);
+  int64_t got = read_full(fd, (char *) RAW(out) + a, m, (int64_t) off);
+  int e = errno;
+  fm_file_close(fd);
+  if (got < 0) mk_error_sys("file", e, NULL, "Can't read the file");
+  if ((size_t) got < m) out = Rf_xlengthgets(out, (R_xlen_t) (a + (size_t) got));
+  UNPROTECT(1);
+  return out;
+}
+
+/* Lines with content in a plain file from byte `offset` to its end, read
+ * in blocks without R connections; `state` as for ffi_fm_import_count(),
+ * the last line counted. */
+SEXP ffi_fm_import_count_file(SEXP path, SEXP offset, SEXP state) {
+  if (TYPEOF(state) != INTSXP || XLENGTH(state) != 1) mk_error("argument", "`state` must be an integer.");
+  double off = num_arg(offset, "offset");
+  size_t block = (size_t) 8 << 20;
+  char *buf = R_alloc(block, 1);
+  int has = INTEGER(state)[0] != 0;
+  double n = 0;
+  int fd = open_text(path);
+  for (;;) {
+    int64_t got = read_full(fd, buf, block, (int64_t) off);
+    if (got < 0) {
+      int e = errno;
+      fm_file_close(fd);
+      mk_error_sys("file", e, NULL, "Can't read the file");
+    }
+    n += count_lines(buf, buf + got, &has);
+    off += (double) got;
+    if ((size_t) got < block) break;
+  }
+  fm_file_close(fd);
+  n += has;
+  INTEGER(state)[0] = 0;
   return Rf_ScalarReal(n);
 }
 
@@ -514,6 +675,7 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
     job *J = &jobs[k];
     memset(J, 0, sizeof *J);
     J->d = d; J->kind = kind; J->nf = nf; J->na = &nas; J->v = v; J->nrow = nr;
+    J->fast = number_safe(&d);
     J->strings = nstr > 0 ? strings : NULL;
     J->end = end;
   }

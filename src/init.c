@@ -53,6 +53,8 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_import_line, 6),
   CALLDEF(ffi_fm_import_count, 3),
   CALLDEF(ffi_fm_import_join, 3),
+  CALLDEF(ffi_fm_import_read, 5),
+  CALLDEF(ffi_fm_import_count_file, 3),
   CALLDEF(ffi_fm_import_parse, 9),
 
   /* GC tracing */

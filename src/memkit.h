@@ -53,6 +53,8 @@ SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n);
 SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote);
 SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof);
 SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more);
+SEXP ffi_fm_import_read(SEXP left, SEXP pos, SEXP path, SEXP offset, SEXP block);
+SEXP ffi_fm_import_count_file(SEXP path, SEXP offset, SEXP state);
 SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
                          SEXP na, SEXP max_rows, SEXP first_line);
 
