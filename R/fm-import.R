@@ -8,7 +8,11 @@
 #'
 #' The file is read twice: once to count its rows (the matrix is stored
 #' column by column, so its size must be known before the first row is
-#' written), then to parse it. Numbers are converted exactly as [read.csv()]
+#' written), then to parse it. The count is the cheap pass (it only looks
+#' for line ends); a plain file is read by C without an R connection, and
+#' the rows of a chunk are parsed in two threads (except on Windows, and
+#' when a column is a factor) and written into the matrix's file as they
+#' come. Numbers are converted exactly as [read.csv()]
 #' converts them, so the matrix is identical to
 #' `as.matrix(read.csv(file, check.names = FALSE))` for a file of numbers.
 #' Blank lines are skipped, as `read.csv()` skips them. An empty field, and a
