@@ -464,6 +464,10 @@ SEXP ffi_fm_import_open(SEXP path, SEXP compressed) {
   if (R == NULL) mk_error("memory", "Can't allocate the text reader.");
   R->fd = -1;
   R_SetExternalPtrAddr(xp, R);
+  /* Never NULL, so the pointers into it are always valid. */
+  R->buf = (char *) malloc(1);
+  if (R->buf == NULL) mk_error("memory", "Can't allocate the text reader.");
+  R->cap = 1;
   if (Rf_asLogical(compressed) != TRUE) {
     const char *p = Rf_translateChar(STRING_ELT(path, 0));
     int64_t size;
@@ -558,7 +562,8 @@ SEXP ffi_fm_import_line(SEXP xp, SEXP skip, SEXP sep, SEXP quote) {
     }
     p = nl + 1;
   }
-  if (p == end && R->eof) {
+  if (p == end) {
+    if (!R->eof) return R_NilValue;
     R->pos = R->len;
     return Rf_ScalarLogical(FALSE);
   }
