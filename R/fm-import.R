@@ -8,7 +8,11 @@
 #'
 #' The file is read twice: once to count its rows (the matrix is stored
 #' column by column, so its size must be known before the first row is
-#' written), then to parse it. Numbers are converted exactly as [read.csv()]
+#' written), then to parse it. The count is the cheap pass (it only looks
+#' for line ends); a plain file is read by C without an R connection, and
+#' the rows of a chunk are parsed in two threads (except on Windows, and
+#' when a column is a factor) and written into the matrix's file as they
+#' come. Numbers are converted exactly as [read.csv()]
 #' converts them, so the matrix is identical to
 #' `as.matrix(read.csv(file, check.names = FALSE))` for a file of numbers.
 #' Blank lines are skipped, as `read.csv()` skips them. An empty field, and a
@@ -117,7 +121,7 @@ fm_import <- function(file, path, sep = ",", header = TRUE, col_types = NULL, sk
     steps <- max(1, ceiling(nrow / chunk_rows))
     with_progress(steps, "Importing", function(tick) {
       while (done < nrow) {
-        res <- rd$parse(kinds, na, min(chunk_rows, nrow - done), line)
+        res <- rd$parse(kinds, na, min(chunk_rows, nrow - done), line, out, done)
         if (!is.null(res$error)) import_error(res$error, file, names, kinds)
         k <- res$rows
         if (k == 0) {
@@ -126,7 +130,7 @@ fm_import <- function(file, path, sep = ",", header = TRUE, col_types = NULL, sk
                    path = file, line = line, column = NA_integer_)
         }
         vals <- res$values
-        if (any(is_factor)) {
+        if (!is.null(vals) && any(is_factor)) {
           fcols <- which(is_factor)
           for (q in seq_along(fcols)) {
             s <- res$strings[[q]]
@@ -139,7 +143,8 @@ fm_import <- function(file, path, sep = ",", header = TRUE, col_types = NULL, sk
         }
         # By descriptor, not through the mapping: the file's pages then do
         # not count in this process's resident memory.
-        for (j in seq_len(ncol)) {
+        # (Without factor columns C wrote the rows already.)
+        if (!is.null(vals)) for (j in seq_len(ncol)) {
           .Call(ffi_fm_pwrite, out, vals, (j - 1) * nrow + done, (j - 1) * k, k)
         }
         done <<- done + k
@@ -231,46 +236,45 @@ import_error <- function(e, file, names, kinds, call = sys.call(-1L)) {
            call = call)
 }
 
-# Reads `file` (plain or compressed) in blocks of bytes for the parser: the
-# buffer `buf` holds the bytes not parsed yet from `pos` (0-based) on.
+# Reads `file` (plain or compressed) in blocks of bytes for the parser. The
+# bytes not parsed yet are in a reader that C owns (src/fm_import.c): C reads
+# a plain file itself; a compressed one is read here through gzfile() and its
+# blocks handed over.
 text_reader <- function(file, sep, quote, block = 8 * 2^20) {
   con <- NULL
-  buf <- raw()
-  pos <- 0
+  st <- NULL
   eof <- FALSE
-  close_con <- function() if (!is.null(con)) { close(con); con <<- NULL }
+  close_con <- function() {
+    if (!is.null(st)) { .Call(ffi_fm_import_close, st); st <<- NULL }
+    if (!is.null(con)) { close(con); con <<- NULL }
+  }
   open_con <- function() {
     close_con()
-    # gzfile() reads gzip, bzip2 and xz; file() is faster for plain files.
+    # gzfile() reads gzip, bzip2 and xz.
     magic <- readBin(file, "raw", 6L)
     compressed <- (length(magic) >= 2L && identical(magic[1:2], as.raw(c(0x1f, 0x8b)))) ||
       (length(magic) >= 3L && identical(magic[1:3], charToRaw("BZh"))) ||
       (length(magic) == 6L && identical(magic, as.raw(c(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00))))
-    con <<- if (compressed) gzfile(file, "rb") else file(file, "rb")
-    buf <<- raw()
-    pos <<- 0
+    st <<- .Call(ffi_fm_import_open, file, compressed)
+    if (compressed) con <<- gzfile(file, "rb")
     eof <<- FALSE
   }
-  # Appends a block to the unread part of buf; FALSE at the end of the file.
+  # More bytes into the reader; FALSE at the end of the file.
   fill <- function() {
     if (eof) return(FALSE)
-    more <- readBin(con, "raw", block)
-    if (length(more) < block) eof <<- TRUE
-    buf <<- if (pos < length(buf)) .Call(ffi_fm_import_join, buf, pos, more) else more
-    pos <<- 0
+    more <- if (is.null(con)) NULL else readBin(con, "raw", block)
+    eof <<- .Call(ffi_fm_import_fill, st, more, !is.null(more) && length(more) < block, block)
     TRUE
   }
   # The fields of the line after `skip` more lines (and moves past it); NULL
   # when the file ends first.
   line <- function(skip) {
     repeat {
-      r <- .Call(ffi_fm_import_line, buf, pos, skip, eof, sep, quote)
+      r <- .Call(ffi_fm_import_line, st, skip, sep, quote)
       if (!is.null(r)) break
       fill()
     }
-    if (r[[2L]] == pos && pos == length(buf)) return(NULL)
-    pos <<- r[[2L]]
-    r[[1L]]
+    if (isFALSE(r)) NULL else r
   }
   open_con()
   list(
@@ -285,34 +289,29 @@ text_reader <- function(file, sep, quote, block = 8 * 2^20) {
         skip <- skip - step
       }
     },
-    # Lines with content from here to the end of the file.
+    # Lines with content from here to the end of the file (C reads a plain
+    # file to its end itself).
     count = function() {
-      state <- 0L
-      n <- 0
-      if (pos < length(buf)) n <- .Call(ffi_fm_import_count, .Call(ffi_fm_import_join, buf, pos, raw()), state, eof)
-      while (!eof) {
-        more <- readBin(con, "raw", block)
-        if (length(more) < block) eof <<- TRUE
-        n <- n + .Call(ffi_fm_import_count, more, state, eof)
-      }
+      n <- .Call(ffi_fm_import_count, st)
+      while (!is.null(con) && fill()) n <- n + .Call(ffi_fm_import_count, st)
+      eof <<- TRUE
       n
     },
     # Up to max_rows rows from here; `lines` in the result counts every line
-    # consumed, blank ones included.
-    parse = function(kinds, na, max_rows, first_line) {
+    # consumed, blank ones included. With `out` (and no factor columns) C
+    # writes the rows into it at row `at` (0-based) and `values` is NULL.
+    parse = function(kinds, na, max_rows, first_line, out = NULL, at = 0) {
       skipped <- 0
       repeat {
-        r <- .Call(ffi_fm_import_parse, buf, pos, eof, kinds, sep, quote, na, max_rows,
-                   first_line + skipped)
-        if (r[[3L]] > 0 || !is.null(r[[6L]]) || eof) break
+        r <- .Call(ffi_fm_import_parse, st, kinds, sep, quote, na, max_rows, first_line + skipped,
+                   out, at)
+        if (r[[3L]] > 0 || !is.null(r[[5L]]) || eof) break
         # No complete row in the buffer (only blank lines, or part of a line).
-        skipped <- skipped + r[[5L]]
-        pos <<- r[[4L]]
+        skipped <- skipped + r[[4L]]
         fill()
       }
-      pos <<- r[[4L]]
-      list(values = r[[1L]], strings = r[[2L]], rows = r[[3L]], lines = skipped + r[[5L]],
-           error = r[[6L]])
+      list(values = r[[1L]], strings = r[[2L]], rows = r[[3L]], lines = skipped + r[[4L]],
+           error = r[[5L]])
     }
   )
 }

@@ -1,10 +1,13 @@
 /*
  * fm_import.c: the parser of fm_import() (R/fm-import.R).
  *
- * R reads the text in blocks of bytes (from file() or gzfile(), so gzip
- * needs nothing here) and hands each block to these functions, which never
- * touch a file or a mapping: they split lines and fields and turn fields
- * into numbers. R writes the numbers into the new matrix with ffi_fm_fill.
+ * The bytes of the file sit in a reader (an external pointer) that owns
+ * its buffer from call to call: a plain file is read here with pread(), a
+ * compressed one is read by R through gzfile() (so gzip, bzip2 and xz need
+ * nothing here) and handed over a block at a time. These functions split
+ * lines and fields and turn fields into numbers; a chunk of numbers goes
+ * straight into the new matrix's file with pwrite() (ffi_fm_import_parse's
+ * `out`), or back to R when it has factor columns to code.
  *
  * Numbers are converted the way R's own reader converts them (read.csv(),
  * scan(), type.convert()), so the results are identical to theirs, bit for
@@ -22,6 +25,7 @@
  * raises the classed `parse` error with the file's name.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -34,6 +38,8 @@
 
 #include "memkit.h"
 #include "errors.h"
+#include "fm.h"
+#include "fm_map.h"
 
 enum { KIND_SKIP = 0, KIND_NUMBER = 1, KIND_STRING = 2 };
 enum { ERR_NONE = 0, ERR_FIELDS = 1, ERR_NUMBER = 2, ERR_QUOTE = 3, ERR_NUL = 4 };
@@ -80,6 +86,28 @@ static int parse_hex(const char *s, const char *end, double *out) {
   return 1;
 }
 
+/* The digits' value `ans` (ndigits of them) times 10^expn, with the sign,
+ * as R computes it: one long double multiplication or division by a power
+ * of ten, then rounded to double. */
+static inline double scale(long double ans, int expn, int ndigits, int sign) {
+  if (expn + ndigits < -300) {
+    for (int n = 0; n < ndigits; n++) ans /= 10.0L;
+    expn += ndigits;
+  }
+  if (expn < -307) {
+    long double p10 = 10.0L, fac = 1.0L;
+    for (int n = -expn; n; n >>= 1, p10 *= p10)
+      if (n & 1) fac /= p10;
+    ans *= fac;
+  } else if (expn < 0) {
+    ans /= pow10_tab[-expn];
+  } else if (ans != 0.0L) {
+    ans *= expn < POW_MAX ? pow10_tab[expn] : pow10_sq(expn);
+  }
+  if (ans > DBL_MAX) return sign > 0 ? R_PosInf : R_NegInf;
+  return sign * (double) ans;
+}
+
 /* The number in [p, end) (no blanks), or 0 when it is not one. */
 static int parse_number(const char *p, const char *end, double *out) {
   const char *s = p;
@@ -117,22 +145,49 @@ static int parse_number(const char *p, const char *end, double *out) {
     expn += esign * n;
   }
   if (p != end) return 0;
-  if (expn + ndigits < -300) {
-    for (int n = 0; n < ndigits; n++) ans /= 10.0L;
-    expn += ndigits;
+  *out = scale(ans, expn, ndigits, sign);
+  return 1;
+}
+
+/* The number at p, for the common case only: [+-]digits[.digits][(e|E)[+-]digits]
+ * with at most as many digits as parse_number() keeps in its 64-bit integer,
+ * ending at the separator or at `end` (the line's content end). Returns 1
+ * with the value and *after (the separator or `end`), or 0 when the field
+ * is anything else (blanks, quotes, NA strings, hexadecimal, too many
+ * digits, not a number): parse_number() and the general path decide then.
+ * The arithmetic is parse_number()'s (scale()), so the bits are the same;
+ * only the scanning is fused with the search for the separator. The caller
+ * makes sure `sep` can't be part of a number. */
+static inline int fast_number(const char *p, const char *end, char sep, double *out,
+                              const char **after) {
+  int sign = 1;
+  if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') sign = -1; p++; }
+  uint64_t u = 0;
+  int ndigits = 0, expn = 0;
+  unsigned d;
+  for (; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, ndigits++) {
+    if (u >= UINT64_C(1000000000000000000)) return 0;
+    u = u * 10 + d;
   }
-  if (expn < -307) {
-    long double p10 = 10.0L, fac = 1.0L;
-    for (int n = -expn; n; n >>= 1, p10 *= p10)
-      if (n & 1) fac /= p10;
-    ans *= fac;
-  } else if (expn < 0) {
-    ans /= pow10_tab[-expn];
-  } else if (ans != 0.0L) {
-    ans *= expn < POW_MAX ? pow10_tab[expn] : pow10_sq(expn);
+  if (p < end && *p == '.') {
+    for (p++; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, ndigits++, expn--) {
+      if (u >= UINT64_C(1000000000000000000)) return 0;
+      u = u * 10 + d;
+    }
   }
-  if (ans > DBL_MAX) { *out = sign > 0 ? R_PosInf : R_NegInf; return 1; }
-  *out = sign * (double) ans;
+  if (ndigits == 0) return 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int esign = 1, n = 0, nd = 0;
+    p++;
+    if (p < end && (*p == '-' || *p == '+')) { if (*p == '-') esign = -1; p++; }
+    for (; p < end && (d = (unsigned) (unsigned char) *p - '0') <= 9; p++, nd++)
+      n = n < 9999 ? n * 10 + (int) d : n;
+    if (nd == 0) return 0;
+    expn += esign * n;
+  }
+  if (p < end && *p != sep) return 0;
+  *out = scale((long double) u, expn, ndigits, sign);
+  *after = p;
   return 1;
 }
 
@@ -245,6 +300,13 @@ static dialect dialect_arg(SEXP sep, SEXP quote) {
   return d;
 }
 
+/* Whether fields can be scanned by fast_number(): neither the separator nor
+ * the quote can be part of a number. */
+static int number_safe(const dialect *d) {
+  const char *num = "0123456789+-.eE";
+  return d->sep != '\0' && strchr(num, d->sep) == NULL && (d->quote < 0 || strchr(num, d->quote) == NULL);
+}
+
 /* ---- rows ----------------------------------------------------------------- */
 
 /* Rows [r0, r1) of the values matrix from the line at p. The only R API use
@@ -259,6 +321,7 @@ typedef struct {
   SEXP strings;
   const char *p, *end;
   int r0, r1;
+  int fast;             /* whether fast_number() may be tried (number_safe()) */
   /* out */
   int r, err, err_field;
   double lines;
@@ -286,6 +349,16 @@ static void parse_job(job *J) {
     for (j = 0; j < nf; j++) {
       if (next == NULL) { err = ERR_FIELDS; break; }
       const char *raw = next;
+      if (kind[j] == KIND_NUMBER && J->fast) {
+        const char *a;
+        double x;
+        if (fast_number(next, ce, J->d.sep, &x, &a) && !na_match(next, (size_t) (a - next), J->na)) {
+          v[(size_t) col * nr + (size_t) r] = x;
+          col++;
+          next = a == ce ? NULL : a + 1;
+          continue;
+        }
+      }
       if (next_field(next, ce, &J->d, &fs, &fe, &quoted, &q, &tmp, &cap) != ERR_NONE) {
         err = ERR_QUOTE; J->err_field = j + 1; J->err_s = next; J->err_e = ce; break;
       }
@@ -343,46 +416,173 @@ static void run_jobs(job *jobs, int n) {
   for (int k = 0; k < n; k++) parse_job(&jobs[k]);
 }
 
-/* ---- entry points ---------------------------------------------------------- */
+/* ---- the reader ------------------------------------------------------------ */
 
-/* Skip `skip` lines from byte `start` of `buf`, then split the next line
- * into fields: list(fields, pos) with pos the byte after that line, or NULL
- * when the buffer holds no complete line yet (and is not the file's end). */
-SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote) {
+/* The bytes read and not parsed yet, [buf + pos, buf + len), owned by C and
+ * kept from call to call (no R vector per block, so no garbage for R's
+ * collector). A plain file is read here, with its descriptor; the bytes of a
+ * compressed one are handed over by R, which reads them through gzfile(). */
+typedef struct {
+  int fd;              /* the plain file, or -1 */
+  double offset;       /* its next byte to read */
+  char *buf;
+  size_t cap, pos, len;
+  int eof;             /* no bytes after buf's */
+  int has;             /* count_lines()'s state while counting */
+  double *vals;        /* the numbers of a chunk written by C (parse_write) */
+  size_t vals_cap;
+} reader;
+
+static void reader_free(reader *R) {
+  if (R == NULL) return;
+  if (R->fd >= 0) fm_file_close(R->fd);
+  free(R->buf);
+  free(R->vals);
+  free(R);
+}
+
+static void reader_finalizer(SEXP xp) {
+  reader_free((reader *) R_ExternalPtrAddr(xp));
+  R_ClearExternalPtr(xp);
+}
+
+static reader *reader_of(SEXP xp) {
+  if (TYPEOF(xp) != EXTPTRSXP || R_ExternalPtrTag(xp) != Rf_install("memkit_import_reader") ||
+      R_ExternalPtrAddr(xp) == NULL)
+    mk_error("state", "The text reader is closed.");
+  return (reader *) R_ExternalPtrAddr(xp);
+}
+
+/* A reader of `path`: a plain file (compressed FALSE) is opened here; for a
+ * compressed one R feeds the bytes (ffi_fm_import_fill()). */
+SEXP ffi_fm_import_open(SEXP path, SEXP compressed) {
+  if (TYPEOF(path) != STRSXP || XLENGTH(path) != 1 || STRING_ELT(path, 0) == NA_STRING)
+    mk_error("argument", "`path` must be a string.");
+  SEXP xp = PROTECT(R_MakeExternalPtr(NULL, Rf_install("memkit_import_reader"), R_NilValue));
+  R_RegisterCFinalizerEx(xp, reader_finalizer, TRUE);
+  reader *R = (reader *) calloc(1, sizeof(reader));
+  if (R == NULL) mk_error("memory", "Can't allocate the text reader.");
+  R->fd = -1;
+  R_SetExternalPtrAddr(xp, R);
+  /* Never NULL, so the pointers into it are always valid. */
+  R->buf = (char *) malloc(1);
+  if (R->buf == NULL) mk_error("memory", "Can't allocate the text reader.");
+  R->cap = 1;
+  if (Rf_asLogical(compressed) != TRUE) {
+    const char *p = Rf_translateChar(STRING_ELT(path, 0));
+    int64_t size;
+    const char *kind;
+    int fd = fm_file_open(p, 0, &size, &kind);
+    if (fd < 0) mk_error_sys("file", errno, p, "Can't open '%s'", p);
+    R->fd = fd;
+  }
+  UNPROTECT(1);
+  return xp;
+}
+
+/* Closes the file and frees the buffers now (the finalizer would later). */
+SEXP ffi_fm_import_close(SEXP xp) {
+  if (TYPEOF(xp) == EXTPTRSXP && R_ExternalPtrTag(xp) == Rf_install("memkit_import_reader"))
+    reader_finalizer(xp);
+  return R_NilValue;
+}
+
+/* Room for `more` bytes after the unparsed ones, which move to the start. */
+static void reader_room(reader *R, size_t more) {
+  size_t left = R->len - R->pos;
+  if (R->pos > 0) {
+    if (left > 0) memmove(R->buf, R->buf + R->pos, left);
+    R->pos = 0;
+    R->len = left;
+  }
+  if (left + more > R->cap) {
+    size_t cap = left + more;
+    char *b = (char *) realloc(R->buf, cap);
+    if (b == NULL) mk_error("memory", "Can't allocate %.0f bytes to read the file.", (double) cap);
+    R->buf = b;
+    R->cap = cap;
+  }
+}
+
+/* Up to n bytes of fd at `at` into buf: the bytes read (fewer only at the
+ * end of the file), or -1 with errno. */
+static int64_t read_full(int fd, char *buf, size_t n, double at) {
+  size_t got = 0;
+  while (got < n) {
+    int64_t k = fm_file_pread(fd, buf + got, n - got, (int64_t) at + (int64_t) got);
+    if (k < 0) return -1;
+    if (k == 0) break;
+    got += (size_t) k;
+  }
+  return (int64_t) got;
+}
+
+/* More bytes after the unparsed ones: of a plain file, up to `block` read
+ * here; of a compressed one, `more` (raw), with `eof` saying whether they
+ * are the last. Returns whether the file has ended (no bytes after these). */
+SEXP ffi_fm_import_fill(SEXP xp, SEXP more, SEXP eof, SEXP block) {
+  reader *R = reader_of(xp);
+  if (R->eof) return Rf_ScalarLogical(TRUE);
+  if (R->fd >= 0) {
+    double bl = num_arg(block, "block");
+    if (bl < 1 || bl > 1073741824.0) mk_error("argument", "`block` must be between 1 and 2^30.");
+    size_t m = (size_t) bl;
+    reader_room(R, m);
+    int64_t got = read_full(R->fd, R->buf + R->len, m, R->offset);
+    if (got < 0) mk_error_sys("file", errno, NULL, "Can't read the file");
+    R->len += (size_t) got;
+    R->offset += (double) got;
+    if ((size_t) got < m) R->eof = 1;
+  } else {
+    if (TYPEOF(more) != RAWSXP) mk_error("argument", "`more` must be raw.");
+    size_t m = (size_t) XLENGTH(more);
+    reader_room(R, m);
+    if (m > 0) memcpy(R->buf + R->len, RAW(more), m);
+    R->len += m;
+    R->eof = Rf_asLogical(eof) == TRUE;
+  }
+  return Rf_ScalarLogical(R->eof);
+}
+
+/* Skip `skip` lines, then split the next line into fields and move past it.
+ * NULL when the buffer holds no complete line yet (and the file goes on):
+ * R feeds more and calls again; FALSE when the file ended first. */
+SEXP ffi_fm_import_line(SEXP xp, SEXP skip, SEXP sep, SEXP quote) {
   int nprot = 0;
-  if (TYPEOF(buf) != RAWSXP) mk_error("argument", "`buf` must be raw.");
+  reader *R = reader_of(xp);
   dialect d = dialect_arg(sep, quote);
-  const char *b = (const char *) RAW(buf), *end = b + XLENGTH(buf);
-  double st = num_arg(start, "start"), sk = num_arg(skip, "skip");
-  if (st > (double) XLENGTH(buf)) mk_error("argument", "`start` is past the buffer.");
-  int at_eof = Rf_asLogical(eof) == TRUE;
-  const char *p = b + (size_t) st, *ce;
+  double sk = num_arg(skip, "skip");
+  const char *b = R->buf, *end = R->buf + R->len;
+  const char *p = b + R->pos, *ce;
   for (double k = 0; k < sk; k++) {
-    const char *nl = line_end(p, end, &ce);
+    const char *nl = p < end ? line_end(p, end, &ce) : NULL;
     if (nl == NULL) {
-      if (at_eof) { p = end; break; }
+      if (R->eof) { p = end; break; }
       return R_NilValue;
     }
     p = nl + 1;
   }
+  if (p == end) {
+    if (!R->eof) return R_NilValue;
+    R->pos = R->len;
+    return Rf_ScalarLogical(FALSE);
+  }
   const char *nl = line_end(p, end, &ce);
-  if (nl == NULL && !at_eof) return R_NilValue;
+  if (nl == NULL && !R->eof) return R_NilValue;
   /* Count, then collect. */
   int n = 0;
   const char *q = p, *fs, *fe, *next;
   int quoted;
   char *tmp = NULL;
   size_t cap = 0;
-  if (p < ce || nl != NULL) {
-    for (;;) {
-      if (next_field(q, ce, &d, &fs, &fe, &quoted, &next, &tmp, &cap) != ERR_NONE) {
-        free(tmp);
-        mk_error("parse", "The header line has an unterminated quote.");
-      }
-      n++;
-      if (next == NULL) break;
-      q = next;
+  for (;;) {
+    if (next_field(q, ce, &d, &fs, &fe, &quoted, &next, &tmp, &cap) != ERR_NONE) {
+      free(tmp);
+      mk_error("parse", "The header line has an unterminated quote.");
     }
+    n++;
+    if (next == NULL) break;
+    q = next;
   }
   SEXP fields = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
   q = p;
@@ -397,67 +597,83 @@ SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEX
     q = next;
   }
   free(tmp);
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
-  SET_VECTOR_ELT(out, 0, fields);
-  SET_VECTOR_ELT(out, 1, Rf_ScalarReal((double) ((nl == NULL ? end : nl + 1) - b)));
+  R->pos = (size_t) ((nl == NULL ? end : nl + 1) - b);
   UNPROTECT(nprot);
-  return out;
+  return fields;
 }
 
-/* The bytes of `left` from `pos` on, then `more`: one memcpy each. */
-SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more) {
-  if (TYPEOF(left) != RAWSXP || TYPEOF(more) != RAWSXP) mk_error("argument", "raw vectors expected.");
-  double ps = num_arg(pos, "pos");
-  if (ps > (double) XLENGTH(left)) mk_error("argument", "`pos` is past the buffer.");
-  size_t a = (size_t) (XLENGTH(left) - (R_xlen_t) ps), m = (size_t) XLENGTH(more);
-  SEXP out = PROTECT(Rf_allocVector(RAWSXP, (R_xlen_t) (a + m)));
-  if (a > 0) memcpy(RAW(out), RAW(left) + (size_t) ps, a);
-  if (m > 0) memcpy(RAW(out) + a, RAW(more), m);
-  UNPROTECT(1);
-  return out;
-}
-
-/* Lines with content in buf (blank lines do not count, as read.csv() skips
- * them). `state` (an integer of length 1, updated) carries whether the line
- * that continues past the end of buf has content so far. At the file's end
- * (eof) an unterminated last line counts. */
-SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof) {
-  if (TYPEOF(buf) != RAWSXP || TYPEOF(state) != INTSXP || XLENGTH(state) != 1)
-    mk_error("argument", "`buf` must be raw and `state` an integer.");
-  const unsigned char *p = RAW(buf), *end = p + XLENGTH(buf);
-  int has = INTEGER(state)[0] != 0;
+/* Lines with content in [p, end) (blank lines do not count, as read.csv()
+ * skips them), line ends found with memchr(). *has carries whether the line
+ * that continues past `end` has content so far. */
+static double count_lines(const char *p, const char *end, int *has) {
   double n = 0;
-  for (; p < end; p++) {
-    unsigned char c = *p;
-    if (c == '\n') { n += has; has = 0; }
-    else if (c != '\r' && c != ' ' && c != '\t') has = 1;
+  int h = *has;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t) (end - p));
+    const char *e = nl == NULL ? end : nl;
+    if (!h) {
+      const char *q = p;
+      while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+      h = q < e;
+    }
+    if (nl == NULL) break;
+    n += h;
+    h = 0;
+    p = nl + 1;
   }
-  if (Rf_asLogical(eof) == TRUE) { n += has; has = 0; }
-  INTEGER(state)[0] = has;
+  *has = h;
+  return n;
+}
+
+/* Lines with content from here on: the buffer's, which are used up, then of
+ * a plain file the rest of it (read into a scratch buffer, the reader's
+ * left at the file's end); at the file's end an unterminated last line
+ * counts. For a compressed file R feeds the next bytes and calls again until
+ * the file ends. */
+SEXP ffi_fm_import_count(SEXP xp) {
+  reader *R = reader_of(xp);
+  double n = count_lines(R->buf + R->pos, R->buf + R->len, &R->has);
+  R->pos = R->len;
+  if (R->fd >= 0 && !R->eof) {
+    size_t block = (size_t) 8 << 20;
+    char *buf = R_alloc(block, 1);
+    for (;;) {
+      int64_t got = read_full(R->fd, buf, block, R->offset);
+      if (got < 0) mk_error_sys("file", errno, NULL, "Can't read the file");
+      n += count_lines(buf, buf + got, &R->has);
+      R->offset += (double) got;
+      if ((size_t) got < block) break;
+    }
+    R->eof = 1;
+  }
+  if (R->eof) { n += R->has; R->has = 0; }
   return Rf_ScalarReal(n);
 }
 
-/* Parse up to `max_rows` data lines of buf from byte `start`. `kinds` gives
- * each field's kind (KIND_*); numbers go to a double matrix of rows x (the
- * number of KIND_NUMBER and KIND_STRING fields), strings to one character
- * vector per KIND_STRING field (their matrix column is left NA for R to
- * fill with codes). `na`: the strings that mean NA (an empty field is NA
- * too). Returns list(values, strings, rows, pos, lines, error), where pos is
- * the byte after the last line used, lines the lines consumed (blank ones
- * included), and error NULL or list(line, field, reason, text) with line
- * counted from `first_line` (the number of the line at `start`). */
-SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
-                         SEXP na, SEXP max_rows, SEXP first_line) {
+/* Parse up to `max_rows` data lines from the reader's buffer, moving past
+ * them. `kinds` gives each field's kind (KIND_*); numbers go to a double
+ * matrix of rows x (the number of KIND_NUMBER and KIND_STRING fields),
+ * strings to one character vector per KIND_STRING field (their matrix
+ * column is left NA for R to fill with codes). `na`: the strings that mean
+ * NA (an empty field is NA too). When `out` is a file-backed matrix and
+ * every kept field is a number, the rows go straight into its file at row
+ * `at` (0-based) of each column, with pwrite() (not through the mapping,
+ * so its pages do not count in this process's resident memory), and values
+ * is NULL. Returns list(values, strings, rows, lines, error): lines is the
+ * lines consumed (blank ones included), error NULL or list(line, field,
+ * reason, text) with line counted from `first_line` (the number of the
+ * first line parsed). Nothing is written when there is an error. */
+SEXP ffi_fm_import_parse(SEXP xp, SEXP kinds, SEXP sep, SEXP quote, SEXP na, SEXP max_rows,
+                         SEXP first_line, SEXP out, SEXP at) {
   int nprot = 0;
-  if (TYPEOF(buf) != RAWSXP || TYPEOF(kinds) != INTSXP || TYPEOF(na) != STRSXP)
-    mk_error("argument", "`buf` must be raw, `kinds` integer and `na` character.");
+  reader *RD = reader_of(xp);
+  if (TYPEOF(kinds) != INTSXP || TYPEOF(na) != STRSXP)
+    mk_error("argument", "`kinds` must be integer and `na` character.");
   pow10_init();
   dialect d = dialect_arg(sep, quote);
-  const char *b = (const char *) RAW(buf), *end = b + XLENGTH(buf);
-  double st = num_arg(start, "start"), mr = num_arg(max_rows, "max_rows"),
-    line0 = num_arg(first_line, "first_line");
-  if (st > (double) XLENGTH(buf)) mk_error("argument", "`start` is past the buffer.");
-  int at_eof = Rf_asLogical(eof) == TRUE;
+  const char *b = RD->buf, *end = RD->buf + RD->len;
+  double mr = num_arg(max_rows, "max_rows"), line0 = num_arg(first_line, "first_line");
+  int at_eof = RD->eof;
   int nf = (int) XLENGTH(kinds);
   const int *kind = INTEGER(kinds);
   int nout = 0, nstr = 0;
@@ -468,9 +684,23 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
     if (kind[j] == KIND_STRING) nstr++;
   }
   if (nf == 0) mk_error("argument", "`kinds` is empty.");
+  fm_map *m = NULL;
+  double at_row = 0, out_nrow = 0, data_off = 0;
+  if (out != R_NilValue) {
+    if (!fm_is_fm(out)) mk_error("type", "`out` must be a file-backed matrix.");
+    m = fm_map_of(out);
+    if (m->mode != FM_WRITE || m->fd < 0 || m->type != REALSXP)
+      mk_error("state", "`out` must be a double matrix open in mode \"rw\".");
+    out_nrow = REAL(VECTOR_ELT(fm_state_of(out), FM_ST_NROW))[0];
+    if (REAL(VECTOR_ELT(fm_state_of(out), FM_ST_NCOL))[0] != (double) nout)
+      mk_error("argument", "`out` must have a column per kept field.");
+    at_row = num_arg(at, "at");
+    data_off = (double) (m->data - (char *) m->base);
+    if (nstr > 0) m = NULL;   /* codes are R's work: values go back to R */
+  }
 
   /* Pass 1: the rows this call takes, and where the second half starts. */
-  const char *p = b + (size_t) st, *ce;
+  const char *p0 = b + RD->pos, *p = p0, *ce;
   double rows = 0;
   while (rows < mr && p < end) {
     const char *nl = line_end(p, end, &ce);
@@ -482,7 +712,7 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
   double mid_lines = 0;
   if (nstr == 0 && rows >= 20000) {
     double half = floor(rows / 2), seen = 0;
-    const char *q = b + (size_t) st;
+    const char *q = p0;
     while (q < end) {
       const char *nl = line_end(q, end, &ce);
       if (!is_blank(q, ce)) { if (seen == half) { mid = q; break; } seen++; }
@@ -490,13 +720,29 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
       q = nl == NULL ? end : nl + 1;
     }
   }
-  if (rows > INT_MAX || rows * (double) nout > (double) R_XLEN_T_MAX)
+  if (rows > INT_MAX || rows * (double) nout > (double) R_XLEN_T_MAX ||
+      rows * (double) nout * sizeof(double) > (double) SIZE_MAX)
     mk_error("argument", "`max_rows` is too large.");
+  if (m != NULL && at_row + rows > out_nrow)
+    mk_error("argument", "The rows go past the end of `out` (the file has more rows than counted).");
   int nr = (int) rows;
-  SEXP values = PROTECT(Rf_allocMatrix(REALSXP, nr, nout)); nprot++;
+  SEXP values = R_NilValue;
+  double *v;
+  if (m != NULL) {
+    size_t need = (size_t) nr * (size_t) nout;
+    if (need > RD->vals_cap) {
+      double *nv = (double *) realloc(RD->vals, (need > 0 ? need : 1) * sizeof(double));
+      if (nv == NULL) mk_error("memory", "Can't allocate a chunk of %d rows.", nr);
+      RD->vals = nv;
+      RD->vals_cap = need;
+    }
+    v = RD->vals;
+  } else {
+    values = PROTECT(Rf_allocMatrix(REALSXP, nr, nout)); nprot++;
+    v = REAL(values);
+  }
   SEXP strings = PROTECT(Rf_allocVector(VECSXP, nstr)); nprot++;
   for (int k = 0; k < nstr; k++) SET_VECTOR_ELT(strings, k, Rf_allocVector(STRSXP, nr));
-  double *v = REAL(values);
 
   /* Pass 2: the fields, in two threads when the rows are many and all the
    * kept fields are numbers (strings need R's allocator, main thread only). */
@@ -514,14 +760,15 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
     job *J = &jobs[k];
     memset(J, 0, sizeof *J);
     J->d = d; J->kind = kind; J->nf = nf; J->na = &nas; J->v = v; J->nrow = nr;
+    J->fast = number_safe(&d);
     J->strings = nstr > 0 ? strings : NULL;
     J->end = end;
   }
   if (njobs == 2) {
-    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr / 2;
+    jobs[0].p = p0; jobs[0].r0 = 0; jobs[0].r1 = nr / 2;
     jobs[1].p = mid; jobs[1].r0 = nr / 2; jobs[1].r1 = nr;
   } else {
-    jobs[0].p = b + (size_t) st; jobs[0].r0 = 0; jobs[0].r1 = nr;
+    jobs[0].p = p0; jobs[0].r0 = 0; jobs[0].r1 = nr;
   }
   run_jobs(jobs, njobs);
   /* The first error in file order; the lines consumed. */
@@ -560,14 +807,23 @@ SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, S
     if (tl > 80) tl = 80;
     SET_VECTOR_ELT(error, 3, Rf_ScalarString(Rf_mkCharLenCE(err_s == NULL ? "" : err_s, (int) tl,
                                                            CE_NATIVE)));
+  } else if (m != NULL && nr > 0) {
+    for (int c = 0; c < nout; c++) {
+      int rc = fm_pwrite_all(m->fd, v + (size_t) c * (size_t) nr, (size_t) nr * sizeof(double),
+                             data_off + ((double) c * out_nrow + at_row) * (double) sizeof(double));
+      if (rc != 0)
+        mk_error_sys(fm_is_full_disk(rc) ? "disk" : "file", rc,
+                     Rf_translateChar(STRING_ELT(VECTOR_ELT(fm_state_of(out), FM_ST_PATH), 0)),
+                     "Can't write the matrix's file");
+    }
   }
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
-  SET_VECTOR_ELT(out, 0, values);
-  SET_VECTOR_ELT(out, 1, strings);
-  SET_VECTOR_ELT(out, 2, Rf_ScalarReal((double) r));
-  SET_VECTOR_ELT(out, 3, Rf_ScalarReal((double) (p - b)));
-  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(lines));
-  SET_VECTOR_ELT(out, 5, error);
+  RD->pos = (size_t) (p - b);
+  SEXP res = PROTECT(Rf_allocVector(VECSXP, 5)); nprot++;
+  SET_VECTOR_ELT(res, 0, values);
+  SET_VECTOR_ELT(res, 1, strings);
+  SET_VECTOR_ELT(res, 2, Rf_ScalarReal((double) r));
+  SET_VECTOR_ELT(res, 3, Rf_ScalarReal(lines));
+  SET_VECTOR_ELT(res, 4, error);
   UNPROTECT(nprot);
-  return out;
+  return res;
 }

@@ -50,9 +50,11 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_fm_grow_commit, 2),
   CALLDEF(ffi_fm_grow_abort, 1),
   CALLDEF(ffi_fm_pwrite, 5),
-  CALLDEF(ffi_fm_import_line, 6),
-  CALLDEF(ffi_fm_import_count, 3),
-  CALLDEF(ffi_fm_import_join, 3),
+  CALLDEF(ffi_fm_import_open, 2),
+  CALLDEF(ffi_fm_import_close, 1),
+  CALLDEF(ffi_fm_import_fill, 4),
+  CALLDEF(ffi_fm_import_line, 4),
+  CALLDEF(ffi_fm_import_count, 1),
   CALLDEF(ffi_fm_import_parse, 9),
 
   /* GC tracing */

@@ -50,11 +50,13 @@ SEXP ffi_fm_grow_write(SEXP handle, SEXP value, SEXP at, SEXP from, SEXP n);
 SEXP ffi_fm_grow_commit(SEXP handle, SEXP dimnames);
 SEXP ffi_fm_grow_abort(SEXP handle);
 SEXP ffi_fm_pwrite(SEXP x, SEXP value, SEXP at, SEXP from, SEXP n);
-SEXP ffi_fm_import_line(SEXP buf, SEXP start, SEXP skip, SEXP eof, SEXP sep, SEXP quote);
-SEXP ffi_fm_import_count(SEXP buf, SEXP state, SEXP eof);
-SEXP ffi_fm_import_join(SEXP left, SEXP pos, SEXP more);
-SEXP ffi_fm_import_parse(SEXP buf, SEXP start, SEXP eof, SEXP kinds, SEXP sep, SEXP quote,
-                         SEXP na, SEXP max_rows, SEXP first_line);
+SEXP ffi_fm_import_open(SEXP path, SEXP compressed);
+SEXP ffi_fm_import_close(SEXP xp);
+SEXP ffi_fm_import_fill(SEXP xp, SEXP more, SEXP eof, SEXP block);
+SEXP ffi_fm_import_line(SEXP xp, SEXP skip, SEXP sep, SEXP quote);
+SEXP ffi_fm_import_count(SEXP xp);
+SEXP ffi_fm_import_parse(SEXP xp, SEXP kinds, SEXP sep, SEXP quote, SEXP na, SEXP max_rows,
+                         SEXP first_line, SEXP out, SEXP at);
 
 /* ---- GC tracing (src/gctrace.c) ------------------------------------------- */
 SEXP ffi_gctrace_open(SEXP spool);

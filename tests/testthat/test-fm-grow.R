@@ -176,6 +176,74 @@ test_that("fm_import() reads as many rows as the file has, with small read block
   expect_identical(fm_import(csv, fm_path())[, 1], c(1, 2))
 })
 
+test_that("numbers are read to the bit as read.csv() reads them, whatever their form", {
+  set.seed(18)
+  n <- 25000
+  digits <- function(k) vapply(k, function(m) paste(sample(0:9, m, TRUE), collapse = ""), "")
+  one <- function(n) {
+    int <- digits(sample(0:22, n, TRUE, prob = c(1, rep(3, 15), rep(1, 7))))
+    frac <- digits(sample(0:22, n, TRUE, prob = c(2, rep(3, 15), rep(1, 7))))
+    lead <- strrep("0", sample(0:3, n, TRUE, prob = c(6, 1, 1, 1)))
+    trail <- strrep("0", sample(0:3, n, TRUE, prob = c(6, 1, 1, 1)))
+    x <- ifelse(nchar(frac) > 0 | runif(n) < 0.1, paste0(lead, int, ".", frac, trail), paste0(lead, int))
+    x[x %in% c(".", "")] <- "0"
+    sign <- sample(c("", "-", "+"), n, TRUE, prob = c(5, 4, 1))
+    e <- ifelse(runif(n) < 0.3, paste0(sample(c("e", "E"), n, TRUE), sample(c("", "-", "+"), n, TRUE),
+                                      sample(c(0:30, 280:330), n, TRUE)), "")
+    paste0(sign, x, e)
+  }
+  cols <- replicate(4, one(n), simplify = FALSE)
+  cols[[1]][1:12] <- c("0", "-0", "1e-320", "4.9e-324", "1.7976931348623157e308", "1e309", "-1e309",
+                       "12345678901234567890123", "0.1", "9007199254740993", "999999999999999999",
+                       "1000000000000000000")
+  cols[[2]][sample(n, 50)] <- "NA"
+  csv <- csv_path()
+  writeLines(c("a,b,c,d", do.call(paste, c(cols, sep = ","))), csv)
+  ref <- as.matrix(read.csv(csv, colClasses = "numeric"))
+  X <- fm_import(csv, fm_path())
+  expect_identical(X[, ], ref)
+  # The same numbers one at a time, as type.convert() reads them.
+  expect_identical(X[, 1], type.convert(cols[[1]], as.is = TRUE))
+})
+
+test_that("tiny read blocks (lines cut anywhere) give the same matrix, plain and gzip", {
+  csv <- csv_path()
+  writeBin(charToRaw(paste0("# note\r\n\"a\",b,\"c d\"\r\n1.5,2,3\r\n\r\n  \n-4,\"5\",6e2\r\n",
+                            paste(sprintf("%d,%d.25,%de-1", 1:200, 200:1, 1:200), collapse = "\n"), "\n7,8,9")),
+           csv)
+  ref <- fm_import(csv, fm_path(), skip = 1)[, ]
+  gz <- csv_path(ext = ".csv.gz")
+  con <- gzfile(gz, "wb")
+  writeBin(readBin(csv, "raw", file.size(csv)), con)
+  close(con)
+  reader <- text_reader
+  for (b in c(1, 2, 3, 7, 64)) {
+    local_mocked_bindings(text_reader = function(file, sep, quote, block) reader(file, sep, quote, block = b))
+    expect_identical(fm_import(csv, fm_path(), skip = 1, chunk_rows = 9)[, ], ref)
+    expect_identical(fm_import(gz, fm_path(), skip = 1)[, ], ref)
+  }
+  expect_identical(dim(ref), c(203L, 3L))
+  expect_identical(unname(ref[c(1, 2, 203), 3]), c(3, 600, 9))
+  expect_identical(colnames(ref), c("a", "b", "c d"))
+})
+
+test_that("an error far into the file, after chunks were written, leaves nothing behind", {
+  dir <- withr::local_tempdir()
+  csv <- file.path(dir, "in.csv")
+  l <- c("a,b", sprintf("%d,%d", 1:60000, 60000:1))
+  l[55001] <- "1,2,3"
+  writeLines(l, csv)
+  out <- file.path(dir, "out.fm")
+  e <- expect_error(fm_import(csv, out, chunk_rows = 10000), class = "memkit_error_parse")
+  expect_identical(e$line, 55001)
+  expect_identical(list.files(dir, all.files = TRUE, no.. = TRUE), "in.csv")
+  # And an existing matrix at `path` stays as it was.
+  old <- as_fm(matrix(1:4 + 0.5, 2), out)
+  expect_error(fm_import(csv, out, overwrite = TRUE, chunk_rows = 10000), class = "memkit_error_parse")
+  expect_identical(fm_open(out)[, ], matrix(1:4 + 0.5, 2))
+  expect_identical(sort(list.files(dir, all.files = TRUE, no.. = TRUE)), c("in.csv", "out.fm"))
+})
+
 test_that("errors name the right line when the rows are parsed in two halves", {
   csv <- csv_path()
   l <- c("a,b", sprintf("%d,%d", 1:30000, 30000:1))

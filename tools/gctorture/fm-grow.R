@@ -50,35 +50,83 @@ cases$ffi_fm_pwrite <- function() {
   expect_mk_error(.Call(ns$ffi_fm_pwrite, memkit::fm_open(s$path), c(9, 10), 0, 0, 2), "state")
   unlink(s$path)
 }
-imp_raw <- function(lines) charToRaw(paste0(paste(lines, collapse = "\n"), "\n"))
+imp_file <- function(lines) {
+  f <- tempfile(fileext = ".csv")
+  writeBin(charToRaw(paste0(paste(lines, collapse = "\n"), "\n")), f)
+  f
+}
+# A reader over a plain file (C reads it) or one fed by R (compressed = TRUE).
+imp_reader <- function(lines, fed = FALSE) {
+  f <- imp_file(lines)
+  st <- .Call(ns$ffi_fm_import_open, f, fed)
+  if (fed) {
+    .Call(ns$ffi_fm_import_fill, st, readBin(f, "raw", file.size(f)), TRUE, 1)
+  } else {
+    .Call(ns$ffi_fm_import_fill, st, NULL, FALSE, 1e6)
+  }
+  unlink(f)
+  st
+}
+cases$ffi_fm_import_open <- function() {
+  st <- imp_reader(c("a,b", "1,2"))
+  stopifnot(typeof(st) == "externalptr")
+  expect_mk_error(.Call(ns$ffi_fm_import_open, file.path(tempdir(), "no-such.csv"), FALSE), "file")
+  expect_mk_error(.Call(ns$ffi_fm_import_open, 1, FALSE), "argument")
+}
+cases$ffi_fm_import_close <- function() {
+  st <- imp_reader(c("a,b", "1,2"))
+  .Call(ns$ffi_fm_import_close, st)
+  expect_mk_error(.Call(ns$ffi_fm_import_count, st), "state")
+}
+cases$ffi_fm_import_fill <- function() {
+  f <- imp_file(c("a,b", "1,2"))
+  st <- .Call(ns$ffi_fm_import_open, f, FALSE)
+  stopifnot(isFALSE(.Call(ns$ffi_fm_import_fill, st, NULL, FALSE, 2)),
+            isTRUE(.Call(ns$ffi_fm_import_fill, st, NULL, FALSE, 100)))
+  fed <- .Call(ns$ffi_fm_import_open, f, TRUE)
+  stopifnot(isFALSE(.Call(ns$ffi_fm_import_fill, fed, charToRaw("a,"), FALSE, 1)))
+  expect_mk_error(.Call(ns$ffi_fm_import_fill, fed, 1, FALSE, 1), "argument")
+  unlink(f)
+}
 cases$ffi_fm_import_line <- function() {
-  b <- imp_raw(c("skip me", "a,\"b c\",d", "1,2,3"))
-  r <- .Call(ns$ffi_fm_import_line, b, 0, 1, TRUE, ",", "\"")
-  stopifnot(identical(r[[1]], c("a", "b c", "d")), r[[2]] == 18)
-  stopifnot(is.null(.Call(ns$ffi_fm_import_line, charToRaw("a,b"), 0, 0, FALSE, ",", "\"")))
-  expect_mk_error(.Call(ns$ffi_fm_import_line, b, 0, 0, TRUE, ",,", "\""), "argument")
+  st <- imp_reader(c("skip me", "a,\"b c\",d", "1,2,3"))
+  stopifnot(identical(.Call(ns$ffi_fm_import_line, st, 1, ",", "\""), c("a", "b c", "d")))
+  stopifnot(isFALSE(.Call(ns$ffi_fm_import_line, st, 1, ",", "\"")))
+  part <- .Call(ns$ffi_fm_import_open, tempfile(), TRUE)
+  .Call(ns$ffi_fm_import_fill, part, charToRaw("a,b"), FALSE, 1)
+  stopifnot(is.null(.Call(ns$ffi_fm_import_line, part, 0, ",", "\"")))
+  expect_mk_error(.Call(ns$ffi_fm_import_line, st, 0, ",,", "\""), "argument")
 }
 cases$ffi_fm_import_count <- function() {
-  state <- 0L
-  n <- .Call(ns$ffi_fm_import_count, imp_raw(c("1,2", "", "3,4")), state, FALSE) +
-    .Call(ns$ffi_fm_import_count, charToRaw("5,6"), state, TRUE)
-  stopifnot(n == 3)
-}
-cases$ffi_fm_import_join <- function() {
-  stopifnot(identical(.Call(ns$ffi_fm_import_join, as.raw(1:5), 3, as.raw(9)), as.raw(c(4, 5, 9))))
-  expect_mk_error(.Call(ns$ffi_fm_import_join, as.raw(1:5), 9, raw()), "argument")
+  stopifnot(.Call(ns$ffi_fm_import_count, imp_reader(c("1,2", "", "3,4", "5,6"))) == 3)
+  fed <- .Call(ns$ffi_fm_import_open, tempfile(), TRUE)
+  .Call(ns$ffi_fm_import_fill, fed, charToRaw("1,2\n\n3,"), FALSE, 1)
+  n <- .Call(ns$ffi_fm_import_count, fed)
+  .Call(ns$ffi_fm_import_fill, fed, charToRaw("4"), TRUE, 1)
+  stopifnot(n + .Call(ns$ffi_fm_import_count, fed) == 2)
 }
 cases$ffi_fm_import_parse <- function() {
-  b <- imp_raw(c("1,x,2.5", "", "NA,\"y\",-1e3", "3,z,inf"))
-  r <- .Call(ns$ffi_fm_import_parse, b, 0, TRUE, c(1L, 2L, 1L), ",", "\"", "NA", 10, 2)
-  stopifnot(r[[3]] == 3, r[[5]] == 4, is.null(r[[6]]),
-            identical(r[[1]][, 1], c(1, NA, 3)), identical(r[[1]][, 3], c(2.5, -1000, Inf)),
-            identical(r[[2]][[1]], c("x", "y", "z")))
-  bad <- .Call(ns$ffi_fm_import_parse, imp_raw(c("1,2", "3,q")), 0, TRUE, c(1L, 1L), ",", "\"", "NA", 10, 2)
-  stopifnot(identical(bad[[6]][[1]], 3), identical(bad[[6]][[2]], 2L))
-  # Two threads (rows >= 20000).
-  many <- imp_raw(sprintf("%d,%d", 1:20001, 1:20001))
-  r2 <- .Call(ns$ffi_fm_import_parse, many, 0, TRUE, c(1L, 1L), ",", "\"", "NA", 1e5, 1)
-  stopifnot(r2[[3]] == 20001, identical(r2[[1]][20001, 2], 20001))
-  expect_mk_error(.Call(ns$ffi_fm_import_parse, b, 0, TRUE, c(5L), ",", "\"", "NA", 10, 2), "argument")
+  lines <- c("1,x,2.5", "", "NA,\"y\",-1e3", "3,z,inf")
+  for (fed in c(FALSE, TRUE)) {
+    r <- .Call(ns$ffi_fm_import_parse, imp_reader(lines, fed), c(1L, 2L, 1L), ",", "\"", "NA", 10, 2,
+               NULL, 0)
+    stopifnot(r[[3]] == 3, r[[4]] == 4, is.null(r[[5]]),
+              identical(r[[1]][, 1], c(1, NA, 3)), identical(r[[1]][, 3], c(2.5, -1000, Inf)),
+              identical(r[[2]][[1]], c("x", "y", "z")))
+  }
+  bad <- .Call(ns$ffi_fm_import_parse, imp_reader(c("1,2", "3,q")), c(1L, 1L), ",", "\"", "NA", 10, 2,
+               NULL, 0)
+  stopifnot(identical(bad[[5]][[1]], 3), identical(bad[[5]][[2]], 2L))
+  # Two threads (rows >= 20000), written into a matrix.
+  path <- tempfile(fileext = ".fm")
+  out <- memkit::fm_create(path, 20003, 2)
+  r2 <- .Call(ns$ffi_fm_import_parse, imp_reader(sprintf("%d,%d", 1:20001, 1:20001)), c(1L, 1L), ",",
+              "\"", "NA", 1e5, 1, out, 2)
+  stopifnot(r2[[3]] == 20001, is.null(r2[[1]]), identical(out[20003, 2], 20001), identical(out[3, 1], 1))
+  expect_mk_error(.Call(ns$ffi_fm_import_parse, imp_reader(lines), c(1L, 1L), ",", "\"", "NA", 1e5, 1,
+                        out, 20002), "argument")
+  expect_mk_error(.Call(ns$ffi_fm_import_parse, imp_reader(lines), c(5L), ",", "\"", "NA", 10, 2,
+                        NULL, 0), "argument")
+  rm(out)
+  unlink(path)
 }
