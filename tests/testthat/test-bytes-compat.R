@@ -46,7 +46,6 @@ test_that("a tibble shows mem_bytes right-aligned with units, as <bytes>", {
 })
 
 test_that("loading memkit loads neither vctrs nor pillar; they get the methods when they load", {
-  skip_on_cran()
   skip_if_not_installed("vctrs")
   skip_if_not_installed("pillar")
   res <- in_child(function() {

@@ -166,7 +166,6 @@ test_that("spilled files are checked, and go with the cache", {
 })
 
 test_that("a value sharing memory counts as mem_size() says, not as object.size()", {
-  skip_on_cran()
   x <- runif(50e6 / 8)                       # 50 MB, also bound in the session
   value <- list(a = x, b = x, n = 1:1e7)     # x twice; a compact sequence
   cache <- mem_cache("1 GB")

@@ -459,7 +459,6 @@ test_that("the report parser separates R's reports from other text", {
 
 test_that("forked children (parallel::mclapply) do not disturb the trace", {
   skip_if_not_linux()
-  skip_on_cran()
   state <- session_state()
   before <- gc_report()
   tr <- gc_trace({
@@ -476,7 +475,6 @@ test_that("forked children (parallel::mclapply) do not disturb the trace", {
 
 test_that("forked children print no GC reports (#13)", {
   skip_if_not_linux()
-  skip_on_cran()
   skip_if_not_installed("callr")
   # R prints a collection's report before anything of memkit's runs in the
   # child: the children must have had the reports turned off as they forked.
@@ -520,7 +518,6 @@ test_that("forked children print no GC reports (#13)", {
 
 test_that("forked workers trace while the parent traces (#13)", {
   skip_if_not_linux()
-  skip_on_cran()
   # Each worker opens a trace of its own inside the parent's. The parent's
   # handle, inherited and then dropped in the worker, used to close the
   # worker's new pipe when collected ("ignoring SIGPIPE signal").
@@ -577,7 +574,6 @@ test_that("the tracer survives gctorture() (heavy)", {
 })
 
 test_that("unloading memkit after (or during) a trace leaves nothing pointing into it", {
-  skip_on_cran()
   res <- in_child(function() {
     library(memkit)
     tr <- gc_trace(lapply(1:1e4, function(i) numeric(10)))

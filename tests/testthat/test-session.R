@@ -268,7 +268,6 @@ test_that("mem_ls() on random graphs: retained as mem_retained(), shares real", 
 })
 
 test_that("mem_ls() on 1,000 bindings sharing memory at random", {
-  skip_on_cran()
   withr::local_seed(1)
   e <- new.env()
   base <- lapply(1:200, function(i) runif(sample(1:2000, 1L)))
