@@ -75,15 +75,17 @@ static inline char *data_of(SEXP x) {
  * on one object once per element. Valid while altrep_gen is unchanged: it
  * moves whenever an object of these classes is made (here, the only place),
  * so an address that a collected object left and a new one took is never
- * taken for the old one's. R calls methods on its own thread only. */
+ * taken for the old one's. R calls methods on its own thread only. A
+ * mapping an earlier read broke is the classed error. */
 static SEXP elt_x = NULL;
 static fm_map *elt_m = NULL;
 static unsigned long elt_gen = 0, altrep_gen = 1;
 
 static inline fm_map *elt_map(SEXP x) {
-  if (x == elt_x && elt_gen == altrep_gen) return elt_m;
+  if (x == elt_x && elt_gen == altrep_gen && !elt_m->broken) return elt_m;
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
+  if (m->broken) fm_shrunk_error(x);
   elt_x = x;
   elt_m = m;
   elt_gen = altrep_gen;
@@ -279,36 +281,19 @@ static const void *fm_dataptr_or_null(SEXP x) {
 
 /* Elt is called once per element by R's matrix subsetting: the element
  * guard (a per-thread mark either side of the read, fm_map.h) is its only
- * added cost. */
-static double fm_real_elt(SEXP x, R_xlen_t i) {
-  fm_map *m = elt_map(x);
-  if (m->broken) fm_shrunk_error(x);
-  const volatile double *p = (const volatile double *) m->data; /* i < length: data is mapped */
-  FM_ELT_BEGIN
-  double v = p[i];
-  FM_ELT_END(x)
-  return v;
-}
-
-static int fm_int_elt(SEXP x, R_xlen_t i) {
-  fm_map *m = elt_map(x);
-  if (m->broken) fm_shrunk_error(x);
-  const volatile int *p = (const volatile int *) m->data; /* i < length: data is mapped */
-  FM_ELT_BEGIN
-  int v = p[i];
-  FM_ELT_END(x)
-  return v;
-}
-
-static Rbyte fm_raw_elt(SEXP x, R_xlen_t i) {
-  fm_map *m = elt_map(x);
-  if (m->broken) fm_shrunk_error(x);
-  const volatile Rbyte *p = (const volatile Rbyte *) m->data; /* i < length: data is mapped */
-  FM_ELT_BEGIN
-  Rbyte v = p[i];
-  FM_ELT_END(x)
-  return v;
-}
+ * added cost. One definition per element type; i < length, so the data is
+ * mapped. */
+#define FM_ELT_METHOD(name, ctype)                                            \
+  static ctype name(SEXP x, R_xlen_t i) {                                     \
+    const volatile ctype *p = (const volatile ctype *) elt_map(x)->data;      \
+    FM_ELT_BEGIN                                                              \
+    ctype v = p[i];                                                           \
+    FM_ELT_END(x)                                                             \
+    return v;                                                                 \
+  }
+FM_ELT_METHOD(fm_real_elt, double)
+FM_ELT_METHOD(fm_int_elt, int)
+FM_ELT_METHOD(fm_raw_elt, Rbyte)
 
 static R_xlen_t region(SEXP x, R_xlen_t i, R_xlen_t n, void *buf, size_t elt) {
   R_xlen_t len = fm_length(x);
