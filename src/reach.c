@@ -230,7 +230,7 @@ static int build_graph(mk_reach *r) {
   }
   mk_edge_opts eo = {2, NULL, NULL, NULL};
   for (size_t v = 0; v < r->nv; v++) {
-    if ((v & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    if ((v & 0xFFFF) == 0xFFFF) mk_robj_check_interrupt();
     r->off[v] = r->ne;
     SEXP x = r->key[v];
     edge_ctx c = {r, (int32_t) v, 0};

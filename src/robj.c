@@ -97,6 +97,16 @@ R_xlen_t mk_robj_capacity(SEXP x) {
 
 /* ---- bindings ---------------------------------------------------------- */
 
+/* R code this layer has run (each Rf_eval() counts one), or that may have
+ * run (an interrupt's handlers): R code could change an environment while
+ * its bindings are read. */
+static unsigned robj_evals = 0;
+
+void mk_robj_check_interrupt(void) {
+  robj_evals++;
+  R_CheckUserInterrupt();
+}
+
 /* attach()ed object tables: only their own R code can list or read them. */
 static int is_user_database(SEXP env) {
   return Rf_isObject(env) && Rf_inherits(env, "UserDefinedDatabase");
@@ -171,6 +181,7 @@ R_xlen_t mk_robj_env_buckets(SEXP env) {
       is_user_database(env))
     return 0;
   SEXP call = PROTECT(Rf_lang2(Rf_install("env.profile"), env));
+  robj_evals++;
   SEXP prof = PROTECT(Rf_eval(call, R_BaseEnv));
   R_xlen_t n = 0;
   if (TYPEOF(prof) == VECSXP && XLENGTH(prof) >= 1) {
@@ -219,53 +230,155 @@ int mk_robj_binding_kind(SEXP env, SEXP sym) {
 /* The active flag is checked first: Rf_findVarInFrame3() would call an
  * active binding. It also boxes an immediate value, which CAR() of the cell
  * would refuse ("bad binding access"; R keeps a byte-compiled loop's
- * variable unboxed). */
-static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
+ * variable unboxed). The lookup leaves the value in b->value, kind
+ * MK_BIND_VALUE; binding_finish() then tells a promise or a missing
+ * argument from a value by reading the value's node, which a large
+ * environment's loop fetches ahead in between. */
+static int binding_lookup(SEXP env, SEXP sym, mk_binding *b, int maybe_active) {
   memset(b, 0, sizeof *b);
   b->sym = sym;
-  if (R_BindingIsActive(sym, env)) {
+  if (maybe_active && R_BindingIsActive(sym, env)) {
     b->kind = MK_BIND_ACTIVE;
     b->value = R_ActiveBindingFunction(sym, env);
     return 0;
   }
   SEXP v = Rf_findVarInFrame3(env, sym, FALSE);
   if (v == R_UnboundValue) return -1;
+  b->kind = MK_BIND_VALUE;
+  b->value = v;
+  return 0;
+}
+
+static void binding_finish(mk_binding *b) {
+  if (b->kind != MK_BIND_VALUE) return;
+  SEXP v = b->value;
   if (v == R_MissingArg) {
     b->kind = MK_BIND_MISSING;
+    b->value = NULL;
   } else if (TYPEOF(v) == PROMSXP) {
     b->promise = v;
     b->expr = PRCODE(v);
     if (PRVALUE(v) == R_UnboundValue) {
       b->kind = MK_BIND_DELAYED;
       b->env = PRENV(v);
+      b->value = NULL;
     } else {
       b->kind = MK_BIND_FORCED;
       b->value = PRVALUE(v);
     }
-  } else {
-    b->kind = MK_BIND_VALUE;
-    b->value = v;
   }
+}
+
+static int read_binding(SEXP env, SEXP sym, mk_binding *b) {
+  if (binding_lookup(env, sym, b, 1) != 0) return -1;
+  binding_finish(b);
   return 0;
 }
 
-/* The bindings' cells, in frame then hash-table order: on the C stack for
- * a small environment, else in memory from R_alloc(), which R frees when
- * the .Call returns, a long jump included. */
 #define SMALL_ENV 32
-typedef struct { SEXP *v; size_t n, cap; } cellbuf;
 
-static void cellbuf_chain(cellbuf *b, SEXP cell) {
-  for (; cell != R_NilValue; cell = CDR(cell)) {
-    if (b->n == b->cap) {
-      size_t cap = 2 * b->cap;
-      SEXP *v = (SEXP *) R_alloc(cap, sizeof(SEXP));
-      if (b->n) memcpy(v, b->v, b->n * sizeof(SEXP));
-      b->v = v;
-      b->cap = cap;
-    }
-    b->v[b->n++] = cell;
+/* A growing array of bindings, from R_alloc(): R frees it when the .Call
+ * returns, a long jump included. */
+typedef struct { mk_binding *v; size_t n, cap; } bindbuf;
+
+static mk_binding *bindbuf_next(bindbuf *b) {
+  if (b->n == b->cap) {
+    size_t cap = 2 * b->cap;
+    mk_binding *v = (mk_binding *) R_alloc(cap, sizeof(mk_binding));
+    if (b->n) memcpy(v, b->v, b->n * sizeof(mk_binding));
+    b->v = v;
+    b->cap = cap;
   }
+  mk_binding *x = &b->v[b->n++];
+  memset(x, 0, sizeof *x);
+  return x;
+}
+
+/* Calls fn for each chain of binding cells: the frame, then each bucket of
+ * the hash table (its heads fetched ahead). */
+#define FOR_EACH_CHAIN(env, cell, BODY) do {                          \
+    SEXP cell = FRAME(env);                                           \
+    BODY;                                                             \
+    SEXP ht_ = HASHTAB(env);                                          \
+    if (TYPEOF(ht_) == VECSXP) {                                      \
+      R_xlen_t n_ = XLENGTH(ht_);                                     \
+      const SEXP *p_ = (const SEXP *) DATAPTR_RO(ht_);                \
+      for (R_xlen_t i_ = 0; i_ < n_; i_++) {                          \
+        if (i_ + 16 < n_) MK_PREFETCH(p_[i_ + 16]);                   \
+        cell = p_[i_];                                                \
+        BODY;                                                         \
+      }                                                               \
+    }                                                                 \
+  } while (0)
+
+/* A large hashed environment's values are read from its cells by CAR(),
+ * with no lookup. CAR() refuses (an R error) a value R keeps unboxed in its
+ * cell; then nothing read here is used, and each binding is looked up
+ * instead (which boxes the value). Active bindings are told apart first
+ * (R_BindingIsActive(), only where R_HasFancyBindings() says there may be
+ * one), so CAR() is never taken for a binding's value. All of it runs in
+ * one go, with no R code run in between that could change the frame. */
+#define CELLS_MIN_BUCKETS 256
+typedef struct { SEXP env; bindbuf *out; int refused; } cells_ctx;
+
+static SEXP cells_read(void *data) {
+  cells_ctx *c = data;
+  SEXP env = c->env;
+  int fancy = R_HasFancyBindings(env);
+  FOR_EACH_CHAIN(env, cell, {
+    for (; cell != R_NilValue; cell = CDR(cell)) {
+      SEXP sym = TAG(cell);
+      mk_binding *b = bindbuf_next(c->out);
+      b->sym = sym;
+      if (fancy && R_BindingIsActive(sym, env)) {
+        b->kind = MK_BIND_ACTIVE;
+        b->value = R_ActiveBindingFunction(sym, env);
+      } else {
+        b->kind = MK_BIND_VALUE;
+        b->value = CAR(cell);
+      }
+    }
+  });
+  return R_NilValue;
+}
+
+static SEXP cells_refused(SEXP cond, void *data) {
+  (void) cond;
+  ((cells_ctx *) data)->refused = 1;
+  return R_NilValue;
+}
+
+/* Each binding's symbol (symbols are never freed, cells may be if R code
+ * changes the frame), then a lookup for each: a large environment's
+ * symbols and names are scattered in memory, and each lookup reads both,
+ * so each is fetched ahead in turn (the symbol 16 bindings ahead, its name
+ * 8). */
+static void lookup_all(SEXP env, bindbuf *out) {
+  bindbuf syms = *out;
+  FOR_EACH_CHAIN(env, cell, {
+    for (; cell != R_NilValue; cell = CDR(cell)) bindbuf_next(&syms)->sym = TAG(cell);
+  });
+  /* An environment none of whose bindings is active or locked (most of
+   * them) needs no active-flag lookup per binding. R code run meanwhile
+   * (robj_evals counts it) could make one active: then ask again. */
+  unsigned evals = robj_evals;
+  int fancy = R_HasFancyBindings(env);
+  mk_binding *v = syms.v;
+  size_t n = syms.n, count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (i + 16 < n) MK_PREFETCH(v[i + 16].sym);
+    if (i + 8 < n) MK_PREFETCH(PRINTNAME(v[i + 8].sym));
+    if (!fancy && evals != robj_evals) {
+      evals = robj_evals;
+      fancy = R_HasFancyBindings(env);
+    }
+    /* v[count] is filled from v[i]'s symbol: count <= i. */
+    if (binding_lookup(env, v[i].sym, &v[count], fancy) != 0) continue;
+    count++;
+  }
+  out->v = syms.v;
+  out->cap = syms.cap;
+  out->n = count;
 }
 
 R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
@@ -283,39 +396,35 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
     UNPROTECT(1);
     return count;
   }
-  /* First the cells (bucket heads fetched ahead), then a lookup for each:
-   * a large environment's cells, symbols and names are scattered in memory,
-   * and each lookup reads all three, so each is fetched ahead in turn (the
-   * cell 24 bindings ahead, its symbol 16 ahead, the symbol's name 8). */
   const void *vmax = vmaxget();
-  SEXP small_cells[SMALL_ENV];
-  mk_binding small_bd[SMALL_ENV];
-  cellbuf b = {small_cells, 0, SMALL_ENV};
-  cellbuf_chain(&b, FRAME(env));
+  mk_binding small[SMALL_ENV];
+  bindbuf b = {small, 0, SMALL_ENV};
   SEXP ht = HASHTAB(env);
-  if (TYPEOF(ht) == VECSXP) {
-    R_xlen_t n = XLENGTH(ht);
-    const SEXP *p = (const SEXP *) DATAPTR_RO(ht);
-    for (R_xlen_t i = 0; i < n; i++) {
-      if (i + 16 < n) MK_PREFETCH(p[i + 16]);
-      if (p[i] != R_NilValue) cellbuf_chain(&b, p[i]);
-    }
+  int read = 0;
+  if (TYPEOF(ht) == VECSXP && XLENGTH(ht) >= CELLS_MIN_BUCKETS) {
+    cells_ctx c = {env, &b, 0};
+    R_tryCatchError(cells_read, &c, cells_refused, &c);
+    read = !c.refused;
+    if (!read) b.n = 0;
   }
-  /* Each value is fetched as it is found and handed to fn LAG bindings
-   * later, when it has arrived. */
+  if (!read) lookup_all(env, &b);
+  /* fn gets each binding once its value has arrived: fetched LAG ahead.
+   * Once fn has run R code, which could have changed the frame (and let a
+   * value read above be freed), the rest are read again by symbol. */
   enum { LAG = 8 };
-  mk_binding *bd = b.n <= SMALL_ENV ? small_bd : (mk_binding *) R_alloc(b.n, sizeof(mk_binding));
-  size_t count = 0, done = 0;
+  unsigned evals = robj_evals;
+  size_t count = 0;
   for (size_t i = 0; i < b.n; i++) {
-    if (i + 24 < b.n) MK_PREFETCH(b.v[i + 24]);
-    if (i + 16 < b.n) MK_PREFETCH(TAG(b.v[i + 16]));
-    if (i + 8 < b.n) MK_PREFETCH(PRINTNAME(TAG(b.v[i + 8])));
-    if (read_binding(env, TAG(b.v[i]), &bd[count]) != 0) continue;
-    if (bd[count].value != NULL) MK_PREFETCH(bd[count].value);
+    if (evals == robj_evals) {
+      if (i + LAG < b.n) MK_PREFETCH(b.v[i + LAG].value);
+    } else if (!R_existsVarInFrame(env, b.v[i].sym) ||
+               binding_lookup(env, b.v[i].sym, &b.v[i], 1) != 0) {
+      continue;
+    }
+    binding_finish(&b.v[i]);
     count++;
-    if (fn && count > LAG) fn(&bd[done++], data);
+    if (fn) fn(&b.v[i], data);
   }
-  if (fn) while (done < count) fn(&bd[done++], data);
   vmaxset(vmax);
   return (R_xlen_t) count;
 }
@@ -375,6 +484,7 @@ int mk_robj_is_namespace(SEXP env) {
   /* .getNamespace() looks the name up in the registry; it loads nothing. */
   SEXP call = PROTECT(Rf_lang2(Rf_install(".getNamespace"),
                                PROTECT(Rf_ScalarString(STRING_ELT(spec, 0)))));
+  robj_evals++;
   SEXP reg = Rf_eval(call, R_BaseEnv);
   UNPROTECT(2);
   int is = reg == env;

@@ -13,8 +13,11 @@
  *              Body/Env(), R_ParentEnv(), R_isResizable()/R_maxLength().
  *   R <  4.6   the accessors those versions export and their own check
  *              accepts: ATTRIB, FRAME, HASHTAB, PRCODE/PRVALUE/PRENV,
- *              IS_GROWABLE/TRUELENGTH, R_lsInternal3(), Rf_findVarInFrame3()
- *              (and FORMALS/BODY/CLOENV/ENCLOS before R 4.5).
+ *              IS_GROWABLE/TRUELENGTH, R_lsInternal3(), Rf_findVarInFrame3(),
+ *              R_HasFancyBindings() (declared up to R 4.5), CAR/TAG of
+ *              binding cells (CAR() refuses an unboxed value with an error,
+ *              caught by R_tryCatchError()) (and FORMALS/BODY/CLOENV/ENCLOS
+ *              before R 4.5).
  *
  * No struct mirroring R's internals exists anywhere in memkit.
  *
@@ -108,6 +111,9 @@ SEXP mk_robj_env_parent(SEXP env);
 int mk_robj_is_namespace(SEXP env);
 /* Forget cached answers; every entry point that walks calls it first. */
 void mk_robj_reset(void);
+/* R_CheckUserInterrupt() for walkers: an interrupt's handlers may run R
+ * code and resume, and bindings read ahead are then read again. */
+void mk_robj_check_interrupt(void);
 
 /* ---- closures, promises, vectors ---- */
 

@@ -182,17 +182,17 @@ static void component_edge(const mk_edge *e, void *data) {
   tchildren *k = data;
   switch (e->kind) {
   case MK_EDGE_ATTR:
-    add_kid(k, e->child, e->name, K_ATTR, 0, node_note(e->child));
+    add_kid(k, e->child, mk_edge_name(e), K_ATTR, 0, node_note(e->child));
     break;
   case MK_EDGE_SLOT:
-    add_kid(k, e->child, e->name, K_SLOT, 0, node_note(e->child));
+    add_kid(k, e->child, mk_edge_name(e), K_SLOT, 0, node_note(e->child));
     break;
   case MK_EDGE_ELEMENT:
-    add_kid(k, e->child, e->name, K_ELEMENT, e->index, node_note(e->child));
+    add_kid(k, e->child, mk_edge_name(e), K_ELEMENT, e->index, node_note(e->child));
     break;
   case MK_EDGE_BINDING: {
     int note = bind_note(e->note);
-    add_kid(k, e->child, e->name, K_BINDING, 0, note != N_NONE ? note : node_note(e->child));
+    add_kid(k, e->child, mk_edge_name(e), K_BINDING, 0, note != N_NONE ? note : node_note(e->child));
     break;
   }
   case MK_EDGE_FORMALS: add_kid(k, e->child, NULL, K_FORMALS, 0, N_NONE); break;
@@ -320,7 +320,7 @@ static SEXP tree_body(void *data) {
   }
   /* Breadth first: rows are appended as their parents are expanded. */
   for (size_t r = 0; r < c->nrows; r++) {
-    if (r % 1024 == 1023) R_CheckUserInterrupt();
+    if (r % 1024 == 1023) mk_robj_check_interrupt();
     SEXP x = c->rows[r].node;
     c->rows[r].self = component_self(c, x);
     if (c->rows[r].depth >= c->max_depth) continue;

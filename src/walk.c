@@ -153,9 +153,8 @@ typedef struct { mk_edge_fn fn; void *data; int s4; } attr_ctx;
 
 static void attr_edge(SEXP tag, SEXP value, void *data) {
   attr_ctx *a = data;
-  SEXP nm = TYPEOF(tag) == SYMSXP ? PRINTNAME(tag) : NULL;
   int kind = (a->s4 && tag != R_ClassSymbol) ? MK_EDGE_SLOT : MK_EDGE_ATTR;
-  edge(a->fn, a->data, value, kind, nm, 0, 0);
+  edge(a->fn, a->data, value, kind, tag, 0, 0);
 }
 
 typedef struct {
@@ -166,7 +165,7 @@ typedef struct {
 } bind_ctx;
 
 static void binding_edges(const mk_binding *b, mk_edge_fn fn, void *data, mk_cost *owned) {
-  SEXP nm = PRINTNAME(b->sym);
+  SEXP nm = b->sym;            /* its name is read only if wanted */
   switch (b->kind) {
   case MK_BIND_VALUE:
   case MK_BIND_ACTIVE:
@@ -248,7 +247,7 @@ void mk_node_edges(SEXP x, const mk_edge_opts *opts, mk_edge_fn fn, void *data, 
   switch (t) {
   case LISTSXP: case LANGSXP: case DOTSXP: {
     SEXP tag = TAG(x);
-    edge(fn, data, CAR(x), MK_EDGE_ELEMENT, TYPEOF(tag) == SYMSXP ? PRINTNAME(tag) : NULL, 0, 0);
+    edge(fn, data, CAR(x), MK_EDGE_ELEMENT, tag, 0, 0);
     edge(fn, data, tag, MK_EDGE_OTHER, NULL, 0, 0);
     edge(fn, data, CDR(x), MK_EDGE_NEXT, NULL, 0, 0);
     break;
@@ -690,7 +689,7 @@ static inline int visit(mk_walker *w, SEXP x) {
   R_xlen_t len;
   node_cost_len(x, t, alt, &c, &len);
   count(w, x, t, &c);
-  if ((++w->nodes & 0xFFFFF) == 0) R_CheckUserInterrupt();
+  if ((++w->nodes & 0xFFFFF) == 0) mk_robj_check_interrupt();
   return 1 + has_children_t(w, x, t, alt, len);
 }
 
@@ -718,7 +717,7 @@ static void kid_edge(const mk_edge *e, void *data) {
   if (w->o.skip_parents && e->kind == MK_EDGE_PARENT) return;
   int path = -1;
   if (w->o.paths) {
-    path = add_path(w, e->kind, e->name, e->index);
+    path = add_path(w, e->kind, mk_edge_name(e), e->index);
     if (path < 0) {
       w->oom = 1;
       return;
@@ -843,7 +842,7 @@ static int walk_elements(mk_walker *w, frame *f) {
         nvec++;
         nzero += v == 0;
         vcells += v;
-        if ((++w->nodes & 0xFFFFF) == 0) R_CheckUserInterrupt();
+        if ((++w->nodes & 0xFFFFF) == 0) mk_robj_check_interrupt();
         if (mk_robj_has_attrs_t(s) || (len > 0 && (t == VECSXP || t == EXPRSXP || t == STRSXP))) {
           next = s;
           i++;

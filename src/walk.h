@@ -63,11 +63,24 @@ enum {
 typedef struct {
   SEXP child;
   int kind;
-  SEXP name;     /* a CHARSXP, or NULL */
+  SEXP name;     /* a CHARSXP, a symbol (whose name it is), or NULL: read
+                    it with mk_edge_name(), which only then fetches a
+                    binding's symbol from memory */
   double index;  /* 1-based element index, or 0 */
   int note;      /* MK_EDGE_BINDING: the binding's kind */
 } mk_edge;
 typedef void (*mk_edge_fn)(const mk_edge *e, void *data);
+
+/* The edge's name, a CHARSXP, or NULL. */
+static inline SEXP mk_edge_name(const mk_edge *e) {
+  SEXP nm = e->name;
+  if (nm == NULL) return NULL;
+  switch (TYPEOF(nm)) {
+  case SYMSXP: return PRINTNAME(nm);
+  case CHARSXP: return nm;
+  default: return NULL;
+  }
+}
 
 /* Calls fn for each node x references, and adds to *owned (if not NULL) the
  * nodes that belong to x alone and that no pointer reaches: an environment's

@@ -251,6 +251,52 @@ test_that("measuring never forces promises, calls active bindings or expands str
   expect_lt(g1[[2]] - g0[[2]], 1000)
 })
 
+test_that("a large environment's bindings are read without calling, forcing or misreading any", {
+  # Large environments are read from their cells in one go (R < 4.6); an
+  # active binding or a promise among hundreds of plain values must still be
+  # told apart, never called or forced.
+  for (n in c(10, 400)) {
+    e <- new.env(parent = emptyenv())
+    for (k in seq_len(n)) assign(sprintf("v%d", k), runif(2), envir = e)
+    delayedAssign("p", stop("forced"), assign.env = e)
+    makeActiveBinding("a", function() stop("called"), e)
+    if (n > 10) lockBinding("v1", e)
+    ls_e <- mem_ls(e)
+    expect_s3_class(ls_e, "mem_ls")
+    expect_identical(nrow(ls_e), as.integer(n + 2))
+    cls <- as.data.frame(ls_e)$class[match(c("a", "p", "v2"), as.data.frame(ls_e)$name)]
+    expect_identical(cls, c("<active>", "<promise>", "numeric"), label = paste(n, "bindings"))
+    tr <- as.data.frame(mem_tree(e))
+    expect_identical(tr$note[tr$path == "e$a"], "active binding, not called")
+    expect_identical(tr$note[tr$path == "e$p"], "not forced")
+    # Each double pair is a 64-byte vector: the values alone.
+    expect_gte(as.numeric(mem_size(e)), 64 * n)
+  }
+})
+
+test_that("a large environment holding an unboxed value is measured exactly, before and after", {
+  # A byte-compiled loop keeps its variable unboxed in an existing binding
+  # cell, here in a hashed environment of 300 bindings: reading it boxes it,
+  # and the measurement counts the box (?mem_size).
+  loop <- compiler::compile(quote(for (i in 1:10) NULL))
+  make <- function(unboxed) {
+    e <- new.env(parent = globalenv())
+    for (k in 1:300) assign(sprintf("v%d", k), runif(2), envir = e)
+    assign("i", 0L, envir = e)
+    # (5L + 5L: a fresh integer, not the constant of this code)
+    if (unboxed) eval(loop, e) else assign("i", 5L + 5L, envir = e)
+    e
+  }
+  e1 <- make(TRUE)
+  e2 <- make(FALSE)
+  first <- mem_cells(e1)
+  expect_equal(first, mem_cells(e2))
+  expect_equal(mem_cells(e1), first)
+  expect_identical(e1$i, 10L)
+  expect_cells_match_gc(function() make(TRUE), label = "hashed environment with an unboxed value")
+  expect_cells_match_gc(function() make(FALSE), label = "hashed environment of 302 bindings")
+})
+
 test_that("a partly expanded deferred string counts what is expanded", {
   d <- as.character(seq_len(1e5))
   small <- mem_size(d)
