@@ -406,7 +406,10 @@ static void table_free(chunk_entry *slots, int k) {
   free(slots);
 }
 
+static void spare_release(void);
+
 void mk_walk_release(void) {
+  spare_release();
   for (int k = 0; k < CAP_CLASSES; k++) {
     free(table_cache[k]);
     table_cache[k] = NULL;
@@ -563,12 +566,39 @@ struct mk_walker {
   size_t npaths, cappaths;
 };
 
+/* One freed walker is kept, with its stack and child buffers, and handed
+ * out again cleared: a walk then asks malloc() for nothing of its own size
+ * class. (A request of 1 KiB or more makes glibc first sort out every small
+ * block other code freed since, which after a large C++ container is freed
+ * takes as long as a walk of a million nodes.) Buffers that grew past
+ * SPARE_MAX bytes are not kept. */
+#define SPARE_MAX ((size_t) 1 << 20)
+static mk_walker *spare_walker;
+
 mk_walker *mk_walker_new(size_t hint) {
-  mk_walker *w = calloc(1, sizeof(mk_walker));
-  if (w == NULL) return NULL;
+  mk_walker *w = spare_walker;
+  frame *stack = NULL, *kids = NULL;
+  size_t cap = 0, capkids = 0;
+  if (w != NULL) {
+    spare_walker = NULL;
+    stack = w->stack;
+    cap = w->cap;
+    kids = w->kids;
+    capkids = w->capkids;
+    memset(w, 0, sizeof *w);
+  } else {
+    w = calloc(1, sizeof(mk_walker));
+    if (w == NULL) return NULL;
+  }
   w->seen = mk_ptrset_new(hint);
-  w->cap = 64;
-  w->stack = malloc(w->cap * sizeof(frame));
+  if (stack == NULL) {
+    cap = 64;
+    stack = malloc(cap * sizeof(frame));
+  }
+  w->stack = stack;
+  w->cap = cap;
+  w->kids = kids;
+  w->capkids = capkids;
   w->parent_path = w->cur_path = -1;
   if (w->seen == NULL || w->stack == NULL) {
     mk_walker_free(w);
@@ -616,9 +646,33 @@ void mk_walker_free(mk_walker *w) {
   if (w == NULL) return;
   mk_pins_release(&w->pins);
   mk_ptrset_free(w->seen);
+  w->seen = NULL;
+  free(w->paths);
+  w->paths = NULL;
+  if (w->cap * sizeof(frame) > SPARE_MAX) {
+    free(w->stack);
+    w->stack = NULL;
+  }
+  if (w->capkids * sizeof(frame) > SPARE_MAX) {
+    free(w->kids);
+    w->kids = NULL;
+    w->capkids = 0;
+  }
+  if (spare_walker == NULL && w->stack != NULL) {
+    spare_walker = w;
+    return;
+  }
   free(w->stack);
   free(w->kids);
-  free(w->paths);
+  free(w);
+}
+
+static void spare_release(void) {
+  mk_walker *w = spare_walker;
+  spare_walker = NULL;
+  if (w == NULL) return;
+  free(w->stack);
+  free(w->kids);
   free(w);
 }
 
