@@ -318,17 +318,19 @@ void mk_node_edges(SEXP x, const mk_edge_opts *opts, mk_edge_fn fn, void *data, 
 /* ---- pointer set ------------------------------------------------------- */
 
 /* R allocates nodes and small vectors from pages of one size class each, so
- * the nodes of a graph lie close together. The set is keyed by 512-byte
+ * the nodes of a graph lie close together. The set is keyed by 2048-byte
  * chunk of the address space: one entry (the chunk's address and a 64-bit
- * map of its 8-byte positions) stands for up to 64 members, so the nodes of
- * a list allocated in a row share a few cache lines of the set instead of
- * taking a cache miss each. Open addressing with linear probing; the table
- * grows by half when 3/4 full, and any capacity works because a slot is
- * picked by multiplying a 32-bit hash by the capacity (Lemire's range
- * reduction). Entries cost 16 bytes: about 2 to 4 bytes per member where R's
- * pages are dense, at most 32 where every member sits in a chunk of its own
- * (large vectors, each a malloc() block of at least 184 bytes). */
-#define CHUNK_SHIFT 9
+ * map of its 32-byte positions) stands for all the members in the chunk, so
+ * the nodes of a list allocated in a row share a few cache lines of the set
+ * instead of taking a cache miss each. No two nodes share a position: every
+ * node R allocates takes at least 48 bytes (a vector's header). Open
+ * addressing with linear probing; the table grows by half when 3/4 full,
+ * and any capacity works because a slot is picked by multiplying a 32-bit
+ * hash by the capacity (Lemire's range reduction). Entries cost 16 bytes:
+ * well under a byte per member where R's pages are dense, at most 32 where
+ * every member sits in a chunk of its own (large vectors far apart). */
+#define CHUNK_SHIFT 11
+#define POSITION_SHIFT 5
 
 typedef struct { uintptr_t key; uint64_t bits; } chunk_entry;
 
@@ -345,7 +347,7 @@ struct mk_ptrset {
 
 static inline uintptr_t chunk_key(SEXP x) { return (uintptr_t) x >> CHUNK_SHIFT; }
 static inline uint64_t chunk_bit(SEXP x) {
-  return UINT64_C(1) << (((uintptr_t) x >> 3) & 63);
+  return UINT64_C(1) << (((uintptr_t) x >> POSITION_SHIFT) & 63);
 }
 static inline size_t chunk_slot(uintptr_t key, size_t cap) {
   uint64_t h = (uint64_t) key * UINT64_C(0x9E3779B97F4A7C15);
@@ -869,8 +871,8 @@ static int walk_elements(mk_walker *w, frame *f) {
   }
   mk_ptrset *seen = w->seen;
   /* A long list's elements are mostly new: make room for them at once
-   * (R's pages put about eight in a chunk). */
-  if (f->i == 0 && !w->o.enter && n > 4096 && ptrset_reserve(seen, (size_t) n / 8) != 0) return -1;
+   * (R's pages put some 16 to 40 in a chunk). */
+  if (f->i == 0 && !w->o.enter && n > 4096 && ptrset_reserve(seen, (size_t) n / 16) != 0) return -1;
   SEXP next = NULL;
   /* Plain sizes (no hook, no custom set, no re-visit callback): the common
    * element, a new vector without attributes, is counted right here, its
@@ -878,9 +880,12 @@ static int walk_elements(mk_walker *w, frame *f) {
   int plain = !w->o.enter && !w->o.hook && !w->o.again && !w->o.follow_globals;
   uint64_t nvec = 0, nzero = 0, vcells = 0;
   for (; i < n; i++) {
-    /* Fetch nodes 32 ahead and their set slots 16 ahead. */
-    if (i + 32 < n) MK_PREFETCH(p[i + 32]);
-    if (i + 16 < n) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 16]));
+    /* Fetch nodes 32 ahead, and their set entries as well where a new
+     * chunk begins (within a chunk, the entry is the one just used). */
+    if (i + 32 < n) {
+      MK_PREFETCH(p[i + 32]);
+      if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
+    }
     SEXP s = p[i];
     if (s == NULL) continue;
     if (plain) {
