@@ -203,6 +203,8 @@ static int string_edges(mk_reach *r, SEXP x, edge_ctx *c) {
   memset(keys, 0, sizeof keys);
   SEXP prev = NULL;
   for (R_xlen_t i = 0; i < n; i++) {
+    if (i + 16 < n && r->mapcap > 0 && p[i + 16] != NULL) MK_PREFETCH(&r->map[map_pos(p[i + 16], r->mapcap)]);
+    if (i + 8 < n && p[i + 8] != NULL) MK_PREFETCH(p[i + 8]);
     SEXP s = p[i];
     /* NULL in a deferred string's cache: not expanded yet. */
     if (s == NULL || s == prev) continue;

@@ -310,13 +310,15 @@ static void ls_cleanup(void *data) {
 
 /* Enter x in the current binding's walk if it is unmarked and this walk
  * has not been here yet; record that this binding reaches it. */
+/* A node already entered (in the map) is not marked: the marked set is
+ * looked at only for a node met for the first time. */
 static int ls_enter(SEXP x, void *data) {
   ls_call *c = data;
-  if (mk_ptrset_has(c->marked, x)) return 0;
   if ((c->map.n + 1) * 4 > c->map.cap * 3 && map_grow(&c->map) != 0) return -1;
   map_slot *s = map_find(&c->map, x);
   int set;
   if (s->key == NULL) {
+    if (mk_ptrset_has(c->marked, x)) return 0;
     set = pool_extend(&c->pool, 0, c->walk);
     if (set < 0) return -1;
     s->key = x;
@@ -330,6 +332,12 @@ static int ls_enter(SEXP x, void *data) {
     s->val = set;
   }
   return 1;
+}
+
+static void ls_prefetch(SEXP x, void *data) {
+  ls_call *c = data;
+  MK_PREFETCH(&c->map.slots[map_slot_of(x, c->map.cap)]);
+  mk_ptrset_prefetch(c->marked, x);
 }
 
 static void ls_owned(void *data, SEXP owner, const mk_cost *c) {
@@ -360,6 +368,7 @@ static SEXP ls_body(void *data) {
   memset(&o, 0, sizeof o);
   o.enter = ls_enter;
   o.enter_data = c;
+  o.enter_prefetch = ls_prefetch;
   o.owned = ls_owned;
   o.owned_data = c;
   mk_walker_set(c->lw, &o);

@@ -523,6 +523,8 @@ static inline const void *ptrset_slot_addr(const mk_ptrset *s, SEXP x) {
   return &s->slots[chunk_slot(chunk_key(x), s->cap)];
 }
 
+void mk_ptrset_prefetch(const mk_ptrset *s, SEXP x) { MK_PREFETCH(ptrset_slot_addr(s, x)); }
+
 size_t mk_ptrset_size(const mk_ptrset *s) { return s->n; }
 size_t mk_ptrset_bytes(const mk_ptrset *s) { return s->cap * sizeof(chunk_entry) + sizeof(mk_ptrset); }
 
@@ -843,10 +845,13 @@ static int walk_elements(mk_walker *w, frame *f) {
   SEXP x = f->x;
   const SEXP *p = (const SEXP *) DATAPTR_RO(x);
   R_xlen_t n = XLENGTH(x), i = f->i;
+  void (*pre)(SEXP, void *) = w->o.enter ? w->o.enter_prefetch : NULL;
   if (TYPEOF(x) == STRSXP) {
     SEXP prev = NULL;
     for (; i < n; i++) {
       if (i + 8 < n && p[i + 8] != NULL) MK_PREFETCH(p[i + 8]);
+      if (pre && i + 16 < n && p[i + 16] != NULL && p[i + 16] != p[i + 15])
+        pre(p[i + 16], w->o.enter_data);
       SEXP s = p[i];
       if (s == NULL || s == prev) continue;
       prev = s;
@@ -886,6 +891,7 @@ static int walk_elements(mk_walker *w, frame *f) {
       MK_PREFETCH(p[i + 32]);
       if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
     }
+    if (pre && i + 16 < n && p[i + 16] != NULL) pre(p[i + 16], w->o.enter_data);
     SEXP s = p[i];
     if (s == NULL) continue;
     if (plain) {

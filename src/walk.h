@@ -121,6 +121,7 @@ typedef struct mk_ptrset mk_ptrset;
 mk_ptrset *mk_ptrset_new(size_t hint);     /* NULL on allocation failure */
 int mk_ptrset_add(mk_ptrset *s, SEXP x);   /* 1 if newly added, 0 if present, -1 on allocation failure */
 int mk_ptrset_has(const mk_ptrset *s, SEXP x);
+void mk_ptrset_prefetch(const mk_ptrset *s, SEXP x);   /* fetch ahead where x's entry is */
 size_t mk_ptrset_size(const mk_ptrset *s);
 size_t mk_ptrset_bytes(const mk_ptrset *s);
 void mk_ptrset_free(mk_ptrset *s);
@@ -139,6 +140,9 @@ typedef void (*mk_again_fn)(void *data, SEXP x, int path);
 typedef struct {
   mk_node_hook hook; void *hook_data;
   mk_enter_fn enter; void *enter_data;
+  /* With enter: called some elements ahead of entering a list's or
+   * character vector's element, to fetch what enter() will read. */
+  void (*enter_prefetch)(SEXP x, void *data);
   int follow_globals;         /* enter global nodes too (retained marking) */
   int skip_parents;           /* do not follow environments' parents */
   mk_edge_opts edges;         /* bindings to skip */
