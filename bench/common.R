@@ -29,3 +29,37 @@ bench_stamp <- function(script) {
           if (length(dirty)) " with uncommitted changes" else "", script, hash,
           format(Sys.time(), "%Y-%m-%d %H:%M %Z"))
 }
+
+# Times the functions `fs` (named) in `n` rounds, each round every function
+# once in a rotated order, after one warm-up call each, so that whatever else
+# the machine does falls on all of them alike. Returns an n x length(fs)
+# matrix of seconds; the ratio of two is the median of their per-round
+# ratios. Needs memkit attached or loaded (its monotonic clock).
+rounds <- function(fs, n = 11L) {
+  for (f in fs) f()
+  k <- length(fs)
+  now <- memkit:::mono_now
+  t <- matrix(NA_real_, n, k, dimnames = list(NULL, names(fs)))
+  for (r in seq_len(n)) {
+    for (j in (seq_len(k) + r - 2L) %% k + 1L) {
+      t0 <- now()
+      fs[[j]]()
+      t[r, j] <- now() - t0
+    }
+  }
+  t
+}
+
+# The allocation-heavy workload of bench/profile.R and bench/limits.R:
+# 8000 short-lived vectors of 160 kB built, summed and dropped, and a list
+# of strings refilled; about 1 s a run.
+alloc_workload <- function() {
+  acc <- 0
+  keep <- vector("list", 2000L)
+  for (i in 1:8000) {
+    v <- numeric(2e4) + i
+    acc <- acc + sum(v)
+    keep[[(i %% 2000L) + 1L]] <- as.character(i)
+  }
+  acc
+}

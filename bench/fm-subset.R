@@ -18,7 +18,7 @@ suppressPackageStartupMessages(library(memkit))
 nr <- as.integer(Sys.getenv("MEMKIT_BENCH_NROW", "2000000"))
 nc <- 20L
 cols <- 11:20
-rounds <- as.integer(Sys.getenv("MEMKIT_BENCH_ROUNDS", "21"))
+nrounds <- as.integer(Sys.getenv("MEMKIT_BENCH_ROUNDS", "21"))
 
 set.seed(1)
 M <- matrix(runif(nr * nc), nr, nc)
@@ -35,16 +35,7 @@ ways <- list(
   `memkit file-backed, base [` = function() X[, cols],
   `memkit file-backed, fm_read()` = function() fm_read(X, j = cols)
 )
-for (f in ways) f()
-k <- length(ways)
-t <- matrix(NA_real_, rounds, k, dimnames = list(NULL, names(ways)))
-for (r in seq_len(rounds)) {
-  for (j in (seq_len(k) + r - 2L) %% k + 1L) {
-    t0 <- memkit:::mono_now()
-    ways[[j]]()
-    t[r, j] <- memkit:::mono_now() - t0
-  }
-}
+t <- rounds(ways, nrounds)
 n_el <- nr * length(cols)
 ratio <- function(a, b) stats::median(t[, a] / t[, b])
 base_col <- names(ways)[[1L]]
@@ -68,7 +59,7 @@ out <- c(
                 "%d rounds, each way once per round in a rotated order; medians, and ratios as medians",
                 "of the per-round ratios."),
           format(nr, big.mark = ","), nc, nr * nc * 8 / 2^20, min(cols), max(cols),
-          format(n_el, big.mark = ","), rounds),
+          format(n_el, big.mark = ","), nrounds),
   "",
   "| way | ms | ns per element | to in-memory | to R's wrapper ALTREP |",
   "|---|---|---|---|---|",

@@ -84,16 +84,7 @@ say("")
 
 # ---- the cost under the limit -------------------------------------------------------
 if ("overhead" %in% parts) {
-workload <- function() {
-  acc <- 0
-  keep <- vector("list", 2000L)
-  for (i in 1:8000) {
-    v <- numeric(2e4) + i
-    acc <- acc + sum(v)
-    keep[[(i %% 2000L) + 1L]] <- as.character(i)
-  }
-  acc
-}
+workload <- alloc_workload   # bench/common.R
 variants <- list(
   "plain" = function() workload(),
   "with_mem_limit(, \"20 GB\")" = function() with_mem_limit(workload(), "20 GB")

@@ -47,16 +47,7 @@ say("")
 
 # ---- overhead -----------------------------------------------------------------
 # Allocation-heavy: many short-lived vectors and a growing list, ~1 s a run.
-workload <- function() {
-  acc <- 0
-  keep <- vector("list", 2000L)
-  for (i in 1:8000) {
-    v <- numeric(2e4) + i
-    acc <- acc + sum(v)
-    keep[[(i %% 2000L) + 1L]] <- as.character(i)
-  }
-  acc
-}
+workload <- alloc_workload   # bench/common.R
 
 if ("overhead" %in% parts) {
   sampler_only <- function(interval) {

@@ -15,22 +15,9 @@ suppressPackageStartupMessages({
   library(lobstr)
 })
 
-# The tools run in rounds, each round every tool once in a rotated order,
-# so that whatever else the machine does falls on all of them alike; the
-# ratio of two tools is the median of their per-round ratios.
-rounds <- function(fs, n = 11L) {
-  for (f in fs) f()
-  k <- length(fs)
-  t <- matrix(NA_real_, n, k, dimnames = list(NULL, names(fs)))
-  for (r in seq_len(n)) {
-    for (j in (seq_len(k) + r - 2L) %% k + 1L) {
-      t0 <- memkit:::mono_now()
-      fs[[j]]()
-      t[r, j] <- memkit:::mono_now() - t0
-    }
-  }
-  t
-}
+# The tools run in rounds (rounds(), bench/common.R): each round every tool
+# once in a rotated order; the ratio of two tools is the median of their
+# per-round ratios.
 
 set.seed(42)
 message("building the workloads")
