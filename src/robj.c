@@ -313,22 +313,36 @@ static mk_binding *bindbuf_next(bindbuf *b) {
 
 /* A large hashed environment's values are read from its cells by CAR(),
  * with no lookup. CAR() refuses (an R error) a value R keeps unboxed in its
- * cell; then nothing read here is used, and each binding is looked up
- * instead (which boxes the value). Active bindings are told apart first
+ * cell, so the cells are first tried, inside R_tryCatchError(): if one is
+ * refused, each binding is looked up instead (which boxes the value). The
+ * values are then read outside it, with no R code run meanwhile (R code
+ * runs on the way out of R_tryCatchError(), and could unbind a value that
+ * a collection then frees). Active bindings are told apart first
  * (R_BindingIsActive(), only where R_HasFancyBindings() says there may be
- * one), so CAR() is never taken for a binding's value. All of it runs in
- * one go, with no R code run in between that could change the frame. */
+ * one), so CAR() is never taken for an active binding's value. */
 #define CELLS_MIN_BUCKETS 256
-typedef struct { SEXP env; bindbuf *out; int refused; } cells_ctx;
+typedef struct { SEXP env; int refused; } cells_ctx;
 
-static SEXP cells_read(void *data) {
-  cells_ctx *c = data;
-  SEXP env = c->env;
+static SEXP cells_try(void *data) {
+  SEXP env = ((cells_ctx *) data)->env;
+  FOR_EACH_CHAIN(env, cell, {
+    for (; cell != R_NilValue; cell = CDR(cell)) (void) CAR(cell);
+  });
+  return R_NilValue;
+}
+
+static SEXP cells_refused(SEXP cond, void *data) {
+  (void) cond;
+  ((cells_ctx *) data)->refused = 1;
+  return R_NilValue;
+}
+
+static void cells_read(SEXP env, bindbuf *out) {
   int fancy = R_HasFancyBindings(env);
   FOR_EACH_CHAIN(env, cell, {
     for (; cell != R_NilValue; cell = CDR(cell)) {
       SEXP sym = TAG(cell);
-      mk_binding *b = bindbuf_next(c->out);
+      mk_binding *b = bindbuf_next(out);
       b->sym = sym;
       if (fancy && R_BindingIsActive(sym, env)) {
         b->kind = MK_BIND_ACTIVE;
@@ -339,13 +353,6 @@ static SEXP cells_read(void *data) {
       }
     }
   });
-  return R_NilValue;
-}
-
-static SEXP cells_refused(SEXP cond, void *data) {
-  (void) cond;
-  ((cells_ctx *) data)->refused = 1;
-  return R_NilValue;
 }
 
 /* Each binding's symbol (symbols are never freed, cells may be if R code
@@ -402,15 +409,18 @@ R_xlen_t mk_robj_bindings(SEXP env, mk_binding_fn fn, void *data) {
   SEXP ht = HASHTAB(env);
   int read = 0;
   if (TYPEOF(ht) == VECSXP && XLENGTH(ht) >= CELLS_MIN_BUCKETS) {
-    cells_ctx c = {env, &b, 0};
-    R_tryCatchError(cells_read, &c, cells_refused, &c);
-    read = !c.refused;
-    if (!read) b.n = 0;
+    cells_ctx c = {env, 0};
+    R_tryCatchError(cells_try, &c, cells_refused, &c);
+    if (!c.refused) {
+      cells_read(env, &b);
+      read = 1;
+    }
   }
   if (!read) lookup_all(env, &b);
   /* fn gets each binding once its value has arrived: fetched LAG ahead.
-   * Once fn has run R code, which could have changed the frame (and let a
-   * value read above be freed), the rest are read again by symbol. */
+   * The values are held only by the frame: once fn has run R code, which
+   * could have changed it (and let a value read above be freed), the rest
+   * are read again by symbol. */
   enum { LAG = 8 };
   unsigned evals = robj_evals;
   size_t count = 0;

@@ -891,7 +891,6 @@ static int walk_elements(mk_walker *w, frame *f) {
       MK_PREFETCH(p[i + 32]);
       if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
     }
-    if (pre && i + 16 < n && p[i + 16] != NULL) pre(p[i + 16], w->o.enter_data);
     SEXP s = p[i];
     if (s == NULL) continue;
     if (plain) {
@@ -916,6 +915,7 @@ static int walk_elements(mk_walker *w, frame *f) {
         continue;
       }
     }
+    if (pre && i + 16 < n && p[i + 16] != NULL) pre(p[i + 16], w->o.enter_data);
     int rc = visit(w, s);
     if (rc < 0) return -1;
     if (rc == 2) {
