@@ -8,6 +8,24 @@ cases$ffi_size_cells <- function() {
   e$self <- e
   r <- .Call(ns$ffi_size_cells, list(e))
   stopifnot(r[[1L]] >= 3)
+  # A large hash table (R < 4.6 reads its cells at once): an unboxed value
+  # (the cells refused, then looked up and boxed), an active binding, a
+  # promise; the same again once boxed, and a twin that never was unboxed.
+  big <- function(unboxed) {
+    e <- new.env(parent = emptyenv(), size = 300L)
+    for (k in 1:20) assign(sprintf("v%d", k), k + 0.5, envir = e)
+    assign("i", 0L, envir = e)
+    if (unboxed) eval(compiler::compile(quote(for (i in 1:10) NULL)), e) else assign("i", 5L + 5L, envir = e)
+    delayedAssign("p", stop("forced"), assign.env = e)
+    makeActiveBinding("a", function() stop("called"), e)
+    e
+  }
+  environment(big) <- globalenv()   # where walks stop: not this changing frame
+  e1 <- big(TRUE)
+  e2 <- big(FALSE)
+  r1 <- .Call(ns$ffi_size_cells, list(e1))
+  stopifnot(identical(r1, .Call(ns$ffi_size_cells, list(e1))),
+            identical(r1, .Call(ns$ffi_size_cells, list(e2))), identical(e1$i, 10L))
 }
 cases$ffi_size_each <- function() {
   x <- runif(5)
