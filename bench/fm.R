@@ -14,6 +14,7 @@
 # (see run_paired() below) and writes bench/results/fm-paired.md.
 if (dir.exists("bench/lib")) .libPaths(c("bench/lib", .libPaths()))
 suppressPackageStartupMessages(library(memkit))
+source(file.path("bench", "common.R"))
 options(memkit.progress = FALSE)
 
 nrow <- as.numeric(Sys.getenv("MEMKIT_BENCH_NROW", "2e6"))
@@ -236,7 +237,6 @@ run_paired <- function() {
   print(res)
 }
 if (identical(Sys.getenv("MEMKIT_BENCH_PAIRED"), "only")) {
-  source(file.path("bench", "common.R"))
   run_paired()
   unlink(dir, recursive = TRUE)
   quit(save = "no")
@@ -382,6 +382,8 @@ tab$ratio <- sprintf("%.2f", tab$ratio)
 names(tab) <- c("operation", "tool", "seconds (median of 3-5)", "ratio to baseline", "note")
 lines <- c(
   "## File-backed matrices (`bench/fm.R`)",
+  "",
+  bench_stamp(file.path("bench", "fm.R")),
   "",
   sprintf("Machine: %s, %d cores, %s RAM (shared); %s; R %s.", cpu, parallel::detectCores(),
           format(mem_bytes(as.numeric(sub("^MemTotal:\\s*([0-9]+) kB.*$", "\\1",

@@ -27,6 +27,8 @@ commit <- tryCatch(system2("git", c("rev-parse", "--short", "HEAD"), stdout = TR
 script_hash <- substr(unname(tools::md5sum(file.path("bench", "limits.R"))), 1L, 8L)
 say("## Limits: with_mem_limit() (`bench/limits.R`)")
 say("")
+say(bench_stamp(file.path("bench", "limits.R")))
+say("")
 say(sprintf("Machine: %s, %s; %s. memkit %s (commit %s, bench/limits.R %s), run %s.",
             cpu, utils::sessionInfo()$running, R.version.string, utils::packageVersion("memkit"),
             commit, script_hash, format(Sys.time(), "%Y-%m-%d %H:%M UTC", tz = "UTC")))

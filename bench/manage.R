@@ -152,6 +152,8 @@ off_lines <- unlist(lapply(names(off_rows), function(nm) {
 out <- c(
   "## manage: mem_cache() beside cachem, mem_offload() beside saveRDS() (`bench/manage.R`)",
   "",
+  bench_stamp(file.path("bench", "manage.R")),
+  "",
   sprintf("Machine: %s, %d cores; %s; %s. memkit %s (commit %s, bench/manage.R %s), cachem %s, run %s.",
           cpu, parallel::detectCores(), si$running, R.version.string, ver("memkit"), commit,
           script_hash, ver("cachem"), format(Sys.time(), "%Y-%m-%d %H:%M %Z")),
