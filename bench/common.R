@@ -13,7 +13,7 @@ median_ci <- function(x) {
 # bench/ itself aside) and the script that measured them, by hash. Run from
 # the package root.
 bench_stamp <- function(script) {
-  git <- function(...) tryCatch(suppressWarnings(system2("git", c(...), stdout = TRUE, stderr = FALSE)),
+  git <- function(...) tryCatch(suppressWarnings(system2("git", shQuote(c(...)), stdout = TRUE, stderr = FALSE)),
                                 error = function(e) character())
   # The commit the measured build came from, when it was installed from a
   # commit other than the checkout's (MEMKIT_BENCH_COMMIT).
