@@ -45,6 +45,7 @@ struct mk_reach {
   double steps;
   int32_t *stack;             /* the query's */
   size_t capstack;
+  struct str_entry *scache;   /* string_edges()'s cache */
 };
 
 mk_reach *mk_reach_new(void) {
@@ -57,7 +58,7 @@ void mk_reach_free(mk_reach *r) {
   void *bufs[] = {r->starts, r->key, r->bytes, r->ncells, r->times, r->mark, r->off,
                   r->edges, r->map, r->comp, r->cbytes, r->cncells, r->sbytes,
                   r->sncells, r->cdup, r->sdup, r->closed, r->coff, r->cedges, r->idom,
-                  r->depth, r->low, r->stamp, r->stack};
+                  r->depth, r->low, r->stamp, r->stack, r->scache};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   free(r);
 }
@@ -192,32 +193,47 @@ static void graph_edge(const mk_edge *e, void *data) {
   r->edges[r->ne++] = id;
 }
 
-/* A character vector's strings: a column of 1e7 repeats a few strings, so
- * a small direct-mapped cache (string -> node) stands before the map. */
-#define STR_CACHE 4096
+/* A character vector's strings: a column of 1e7 rows repeats its distinct
+ * strings (1e5 of them, say) many times, so a direct-mapped cache (string
+ * -> the vector whose edge to it was last added) stands before the map:
+ * one read, in 2 MiB, where the map takes two in memory the size of the
+ * graph. Made with the first long vector, kept with the graph. */
+#define STR_BITS 17
+#define STR_CACHE ((size_t) 1 << STR_BITS)
+struct str_entry { SEXP s; int32_t from; };
+
+static inline size_t str_slot(SEXP s) { return (size_t) (mk_ptr_hash(s) >> (64 - STR_BITS)); }
+
 static int string_edges(mk_reach *r, SEXP x, edge_ctx *c) {
   R_xlen_t n = XLENGTH(x);
   const SEXP *p = (const SEXP *) DATAPTR_RO(x);
-  SEXP keys[STR_CACHE];
-  int32_t ids[STR_CACHE];
-  memset(keys, 0, sizeof keys);
+  if (r->scache == NULL) {
+    r->scache = calloc(STR_CACHE, sizeof *r->scache);
+    if (r->scache == NULL) return -1;
+  }
+  struct str_entry *cache = r->scache;
+  int32_t from = c->from;
   SEXP prev = NULL;
   for (R_xlen_t i = 0; i < n; i++) {
-    if (i + 16 < n && r->mapcap > 0 && p[i + 16] != NULL) MK_PREFETCH(&r->map[map_pos(p[i + 16], r->mapcap)]);
-    if (i + 8 < n && p[i + 8] != NULL) MK_PREFETCH(p[i + 8]);
+    if (i + 32 < n && p[i + 32] != NULL) MK_PREFETCH(&cache[str_slot(p[i + 32])]);
+    if (i + 16 < n && p[i + 16] != NULL) {
+      const struct str_entry *e = &cache[str_slot(p[i + 16])];
+      if ((e->s != p[i + 16] || e->from != from) && r->mapcap > 0) {
+        MK_PREFETCH(p[i + 16]);
+        MK_PREFETCH(&r->map[map_pos(p[i + 16], r->mapcap)]);
+      }
+    }
     SEXP s = p[i];
     /* NULL in a deferred string's cache: not expanded yet. */
     if (s == NULL || s == prev) continue;
     prev = s;
-    size_t k = ((uintptr_t) s >> 4) & (STR_CACHE - 1);
-    if (keys[k] == s && r->mark[ids[k]] == c->from) continue;
-    mk_edge e = {s, MK_EDGE_ELEMENT, NULL, (double) i + 1, 0};
-    size_t ne = r->ne;
-    graph_edge(&e, c);
+    struct str_entry *e = &cache[str_slot(s)];
+    if (e->s == s && e->from == from) continue;
+    mk_edge ed = {s, MK_EDGE_ELEMENT, NULL, (double) i + 1, 0};
+    graph_edge(&ed, c);
     if (c->oom) return -1;
-    if (s == R_NilValue || mk_is_global(s)) continue;
-    keys[k] = s;
-    ids[k] = r->ne > ne ? r->edges[r->ne - 1] : node_of(r, s);
+    e->s = s;
+    e->from = from;
   }
   return 0;
 }

@@ -543,6 +543,10 @@ void mk_ptrset_free(mk_ptrset *s) {
 typedef struct { SEXP x; R_xlen_t i; int path; } frame;
 
 #define RECENT_SIZE 1024
+#define BIG_BITS 17
+#define BIG_SIZE ((size_t) 1 << BIG_BITS)
+#define BIG_MIN 65536
+static inline size_t big_slot(SEXP s) { return (size_t) (mk_ptr_hash(s) >> (64 - BIG_BITS)); }
 
 struct mk_walker {
   mk_ptrset *seen;
@@ -552,6 +556,10 @@ struct mk_walker {
   uint32_t recent_walk[RECENT_SIZE];   /* with a custom enter(): whose entry */
   uint32_t walks;                      /* walks started, numbered from 1 */
   int recent_used;
+  /* With a custom enter(): a larger table of the same kind, made when a
+   * long character vector is first met (its strings repeat across a
+   * column: a factor-like column of 1e5 distinct strings in 1e7 rows). */
+  struct recent_entry { SEXP s; uint32_t walk; } *big;
   frame *stack;
   size_t cap, depth, peak;
   uint64_t nodes;
@@ -648,6 +656,8 @@ size_t mk_walker_bytes(const mk_walker *w) {
 
 void mk_walker_free(mk_walker *w) {
   if (w == NULL) return;
+  free(w->big);
+  w->big = NULL;
   mk_pins_release(&w->pins);
   mk_ptrset_free(w->seen);
   w->seen = NULL;
@@ -846,6 +856,35 @@ static int walk_elements(mk_walker *w, frame *f) {
   const SEXP *p = (const SEXP *) DATAPTR_RO(x);
   R_xlen_t n = XLENGTH(x), i = f->i;
   void (*pre)(SEXP, void *) = w->o.enter ? w->o.enter_prefetch : NULL;
+  if (TYPEOF(x) == STRSXP && w->o.enter && n - i > BIG_MIN && w->big == NULL)
+    w->big = calloc(BIG_SIZE, sizeof *w->big);     /* NULL: the small cache does */
+  if (TYPEOF(x) == STRSXP && w->o.enter && w->big != NULL) {
+    /* Each string once per walk: its entry fetched 32 ahead, and where it
+     * is not this walk's, what enter() reads fetched 16 ahead. */
+    struct recent_entry *big = w->big;
+    uint32_t walk_id = w->walks;
+    SEXP prev = NULL;
+    for (; i < n; i++) {
+      if (i + 32 < n && p[i + 32] != NULL) MK_PREFETCH(&big[big_slot(p[i + 32])]);
+      if (i + 16 < n && p[i + 16] != NULL) {
+        const struct recent_entry *e = &big[big_slot(p[i + 16])];
+        if (e->s != p[i + 16] || e->walk != walk_id) {
+          MK_PREFETCH(p[i + 16]);
+          if (pre) pre(p[i + 16], w->o.enter_data);
+        }
+      }
+      SEXP s = p[i];
+      if (s == NULL || s == prev) continue;
+      prev = s;
+      struct recent_entry *e = &big[big_slot(s)];
+      if (e->s == s && e->walk == walk_id) continue;
+      e->s = s;
+      e->walk = walk_id;
+      if (visit(w, s) < 0) return -1;
+    }
+    w->depth--;
+    return 0;
+  }
   if (TYPEOF(x) == STRSXP) {
     SEXP prev = NULL;
     for (; i < n; i++) {
@@ -941,6 +980,7 @@ static int walk(mk_walker *w, SEXP root, mk_cost *out) {
   if (++w->walks == 0) {
     /* Numbers wrapped around: no entry may look current. */
     memset(w->recent_walk, 0, sizeof w->recent_walk);
+    if (w->big != NULL) memset(w->big, 0, BIG_SIZE * sizeof *w->big);
     w->walks = 1;
   }
   w->out = out;

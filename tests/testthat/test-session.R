@@ -634,6 +634,33 @@ test_that("mem_ls() sizes match mem_size() on graphs with shared parts and cycle
   }
 })
 
+test_that("mem_ls() of long character vectors sharing their strings: sizes and retained sizes exact", {
+  # Long character columns take a table of their own in mem_ls()'s walks
+  # (each string once per binding) and in its graph (each edge once): the
+  # results must be those of mem_size() and mem_retained(), which walk
+  # without either.
+  set.seed(5)
+  words <- sprintf("memkit-long-%d", 1:3000)
+  e <- new.env(parent = emptyenv())
+  e$a <- sample(words, 1e5, TRUE)
+  e$b <- e$a                                  # the same vector
+  e$c <- sample(words[1:1500], 8e4, TRUE)     # half the strings, its own vector
+  e$d <- list(e$c, sample(words, 7e4, TRUE))  # c again, and another vector
+  e$own <- sprintf("memkit-own-%d", 1:7e4)    # strings no one else holds
+  res <- mem_ls(e)
+  expect_s3_class(res, "mem_ls")
+  size_want <- vapply(res$name, function(nm) as.numeric(mem_size(get(nm, envir = e))), 0)
+  expect_equal(as.numeric(res$size), unname(size_want))
+  for (i in seq_len(nrow(res))) {
+    expect_equal(res$retained[[i]], mem_retained(res$name[[i]], e), ignore_attr = TRUE,
+                 label = paste("retained of", res$name[[i]]))
+  }
+  expect_equal(attr(res, "total_retained"), mem_retained(res$name, e))
+  # own's strings are its alone; a, b, c and d share theirs.
+  expect_gt(as.numeric(res$retained[res$name == "own"]), 70000 * 56)
+  expect_true("b" %in% res$shares[[which(res$name == "a")]])
+})
+
 test_that("printed output and error messages read well (snapshots)", {
   e <- new.env()
   e$a <- 1
