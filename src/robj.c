@@ -294,8 +294,8 @@ static mk_binding *bindbuf_next(bindbuf *b) {
   return x;
 }
 
-/* Calls fn for each chain of binding cells: the frame, then each bucket of
- * the hash table (its heads fetched ahead). */
+/* Runs BODY with `cell` at the head of each chain of binding cells: the
+ * frame, then each bucket of the hash table (its heads fetched ahead). */
 #define FOR_EACH_CHAIN(env, cell, BODY) do {                          \
     SEXP cell = FRAME(env);                                           \
     BODY;                                                             \
