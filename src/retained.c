@@ -309,9 +309,9 @@ static void ls_cleanup(void *data) {
 }
 
 /* Enter x in the current binding's walk if it is unmarked and this walk
- * has not been here yet; record that this binding reaches it. */
-/* A node already entered (in the map) is not marked: the marked set is
- * looked at only for a node met for the first time. */
+ * has not been here yet; record that this binding reaches it. A node
+ * already in the map is not marked: the marked set is asked only about a
+ * node met for the first time. */
 static int ls_enter(SEXP x, void *data) {
   ls_call *c = data;
   if ((c->map.n + 1) * 4 > c->map.cap * 3 && map_grow(&c->map) != 0) return -1;

@@ -366,19 +366,15 @@ static void lookup_all(SEXP env, bindbuf *out) {
     for (; cell != R_NilValue; cell = CDR(cell)) bindbuf_next(&syms)->sym = TAG(cell);
   });
   /* An environment none of whose bindings is active or locked (most of
-   * them) needs no active-flag lookup per binding. R code run meanwhile
-   * (robj_evals counts it) could make one active: then ask again. */
-  unsigned evals = robj_evals;
+   * them) needs no active-flag lookup per binding. No R code runs in this
+   * loop (lookups of bindings that are not active run none), so the answer
+   * holds for all of it. */
   int fancy = R_HasFancyBindings(env);
   mk_binding *v = syms.v;
   size_t n = syms.n, count = 0;
   for (size_t i = 0; i < n; i++) {
     if (i + 16 < n) MK_PREFETCH(v[i + 16].sym);
     if (i + 8 < n) MK_PREFETCH(PRINTNAME(v[i + 8].sym));
-    if (!fancy && evals != robj_evals) {
-      evals = robj_evals;
-      fancy = R_HasFancyBindings(env);
-    }
     /* v[count] is filled from v[i]'s symbol: count <= i. */
     if (binding_lookup(env, v[i].sym, &v[count], fancy) != 0) continue;
     count++;
