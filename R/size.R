@@ -37,8 +37,9 @@
 #' In every R, a number R keeps unboxed in a function's frame (a scalar
 #' loop variable of byte-compiled code) is boxed by the first measurement of
 #' that frame, as reading it through the API requires: the frame then holds
-#' one 56-byte vector more, which the measurement counts. Finding an
-#' environment's bindings through the API takes a lookup per binding, so an
+#' one 56-byte vector more, which the measurement counts. Reading an
+#' environment's bindings through the API takes a lookup per binding (before
+#' R 4.6, a large hash table's bindings are read in one pass instead), so an
 #' environment without a hash table (a function's frame, `new.env(hash =
 #' FALSE)`) takes time quadratic in its number of bindings.
 #'
