@@ -19,6 +19,8 @@ tail -n 5 "$log"
 findings=$(grep -cE 'runtime error:|ERROR: AddressSanitizer|SUMMARY: (Address|UndefinedBehavior)Sanitizer' "$log")
 if [ "$findings" -gt 0 ] || [ $rc -ne 0 ]; then
   grep -nE -A20 'runtime error:|ERROR: AddressSanitizer' "$log" | head -n 80
+  # The failing tests, as testthat's summary reporter lists them.
+  sed -n '/══ Failed/,/══ DONE/p' "$log" | head -n 120
   echo "sanitizers: FAILED ($findings sanitizer reports, exit $rc; log: $log)"
   exit 1
 fi

@@ -20,6 +20,7 @@ findings=$(MK_ROOT="$MK_ROOT" Rscript --vanilla "$MK_ROOT/tools/valgrind-finding
 rm -rf "$lib" "$lib.install.log"
 if [ -n "$findings" ] || [ $rc -ne 0 ]; then
   echo "$findings" | head -n 120
+  sed -n '/══ Failed/,/══ DONE/p' "$out" | head -n 120
   echo "valgrind: FAILED (exit $rc; logs: $log.*)"
   exit 1
 fi
