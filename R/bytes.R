@@ -63,8 +63,9 @@ mem_bytes <- function(x = double()) {
 new_mem_bytes <- function(x = double()) {
   nms <- names(x)
   x <- as.double(x)
-  names(x) <- nms
-  structure(x, class = "mem_bytes")
+  if (!is.null(nms)) names(x) <- nms
+  class(x) <- "mem_bytes"
+  x
 }
 
 # A size argument: a number of bytes, or a string such as "1 MB". Returns

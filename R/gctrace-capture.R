@@ -3,13 +3,17 @@
 # warnings to the user's sink while R's reports go to memkit's pipe.
 
 
-gctrace_begin <- function(kind, depth) {
+# `depth`: frames of the stack that are not the traced code's (dropped from
+# each sample); `frames`: the caller's frames, all that a sample of a
+# collection made before the trace started keeps.
+gctrace_begin <- function(kind, depth, frames, exact = FALSE) {
   if (!platform_supports("gc_trace")) {
     mk_abort("unsupported", "GC tracing is not supported on this platform.", call = sys.call(-1L))
   }
   gctrace_forget_parent()
-  if (!tracing_here()) gctrace_open()
-  mark <- gctrace_mark_point()
+  opened <- !tracing_here()
+  if (opened) gctrace_open()
+  mark <- gctrace_start_point(frames, check = !opened, exact = exact)
   the_gc$next_id <- the_gc$next_id + 1L
   v <- c(list(id = the_gc$next_id, kind = kind, depth = depth), mark)
   the_gc$views[[length(the_gc$views) + 1L]] <- v
@@ -207,16 +211,28 @@ gctrace_close <- function() {
   h <- the_gc$handle
   if (is.null(h) || !isTRUE(the_gc$attached)) return(invisible())
   the_gc$attached <- FALSE
-  gctrace_session_handlers_off()
-  try(.Call(ffi_gctrace_disarm), silent = TRUE)
-  try(gcinfo(the_gc$prev_gcinfo), silent = TRUE)
-  try(gctrace_restore_sink(), silent = TRUE)
-  try(close(the_gc$con), silent = TRUE)
-  text <- tryCatch(.Call(ffi_gctrace_text), error = function(e) "")
-  dropped <- tryCatch(attr(.Call(ffi_gctrace_records, .Machine$integer.max), "dropped"),
-                      error = function(e) 0)
-  try(.Call(ffi_gctrace_reset, h), silent = TRUE)
-  if (!isTRUE(the_gc$gctime_was_on)) try(gc.time(FALSE), silent = TRUE)
+  text <- ""
+  dropped <- 0
+  steps <- list(
+    function() gctrace_session_handlers_off(),
+    function() .Call(ffi_gctrace_disarm),
+    function() gcinfo(the_gc$prev_gcinfo),
+    function() gctrace_restore_sink(),
+    function() close(the_gc$con),
+    function() text <<- .Call(ffi_gctrace_text),
+    function() dropped <<- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "dropped"),
+    function() .Call(ffi_gctrace_reset, h),
+    function() if (!isTRUE(the_gc$gctime_was_on)) gc.time(FALSE)
+  )
+  # One step after another; one that fails is skipped and the rest still
+  # run (one tryCatch() for them all unless a step fails).
+  i <- 0L
+  while (i < length(steps)) {
+    tryCatch(while (i < length(steps)) {
+      i <- i + 1L
+      steps[[i]]()
+    }, error = function(e) NULL)
+  }
   the_gc$con <- NULL
   the_gc$views <- list()
   the_gc$window <- FALSE
@@ -368,7 +384,40 @@ user_call <- function(call) {
 gctrace_nrec <- function() attr(.Call(ffi_gctrace_records, .Machine$integer.max), "total")
 gctrace_ncb <- function() attr(.Call(ffi_gctrace_callbacks, .Machine$integer.max), "total")
 
-# A collection whose report and exact figures bracket a trace.
+# Where a trace starts: no collection of memkit's own. Collections made
+# since the last safe point have their callbacks run now, so every
+# collection before this point is among the reports and callbacks recorded
+# so far, and every later one comes after them. R's collection count is
+# not known here (R shows it only in the reports it prints after a
+# collection): gctrace_start_row() works it out from the trace's first
+# report. The exact triggers are known only if no level-2 collection
+# happened since memkit last read them (the_gc$known).
+#
+# `exact`: open with a marker collection of memkit's own all the same, so
+# that the last report before the trace (`start`) gives R's count, totals
+# and triggers exactly, whatever the trace's code does with the message
+# stream.
+gctrace_start_point <- function(frames, check = TRUE, exact = FALSE) {
+  if (exact) {
+    m <- gctrace_mark_point()
+    r <- .Call(ffi_gctrace_records, m$rec - 1L)
+    if (length(r$gc)) the_gc$known <- list(level2 = r$level2[[1L]], trigger = m$trigger)
+  } else if (check) {
+    # (Not needed when gctrace_open() has just pointed the sink at the pipe.)
+    gctrace_check_sink()
+  }
+  s <- .Call(ffi_gctrace_sync, frames)
+  start <- NULL
+  if (exact && s[[1L]] >= 1) {
+    r <- .Call(ffi_gctrace_records, s[[1L]] - 1)
+    start <- lapply(r, `[`, 1L)
+  }
+  list(rec0 = s[[1L]], cb = s[[2L]], mono = .Call(ffi_utils_now), gctime = gc.time()[[3L]],
+       known = the_gc$known, start = start)
+}
+
+# A collection whose report and exact figures close a trace when its end is
+# not known from R's reports (gctrace_tail_known()).
 gctrace_mark <- function() gc(verbose = TRUE, full = FALSE)
 
 gctrace_mark_point <- function() {
@@ -390,8 +439,7 @@ gctrace_mark_point <- function() {
   mine <- which(vapply(cbs$stack, is_mark_stack, logical(1)))
   rec <- if (length(mine)) cbs$nrec[[mine[[1L]]]] else nrec
   if (rec <= nrec0) rec <- nrec
-  # A trace starts after its first marker and ends before its last: the
-  # markers' own time is not part of it.
+  # A trace ends before its marker: the marker's own time is not part of it.
   list(
     rec = rec,
     cb = cb0 + if (length(mine)) mine[[1L]] else length(cbs$nrec),

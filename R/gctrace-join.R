@@ -15,25 +15,30 @@ gctrace_abandon <- function(id) {
   invisible()
 }
 
-gctrace_end <- function(id, value) {
+# `frames`: the caller's frames, all that a sample of a collection made
+# since the last safe point keeps (gctrace_start_point()).
+gctrace_end <- function(id, value, frames) {
   ids <- vapply(the_gc$views, `[[`, integer(1), "id")
   k <- match(id, ids)
   if (is.na(k)) return(NULL)
   v <- the_gc$views[[k]]
+  # The callbacks of collections since the last safe point, now: after this
+  # every collection of the trace is among the reports and callbacks.
+  if (tracing_here()) .Call(ffi_gctrace_sync, frames)
   gct <- gc.time()[[3L]]
   mono <- .Call(ffi_utils_now)
-  recs <- .Call(ffi_gctrace_records, v$rec - 1L)
+  recs <- .Call(ffi_gctrace_records, v$rec0)
   cbs <- .Call(ffi_gctrace_callbacks, v$cb)
-  if (gctrace_tail_known(v, recs, cbs)) {
+  if (gctrace_tail_known(recs, cbs)) {
     end <- list(rec = attr(recs, "total"), cb = attr(cbs, "total"), marked = FALSE,
                 mono = mono, gctime = gct, mono_before = mono, gctime_before = gct,
-                trigger = v$trigger)
+                trigger = NULL)
   } else {
     end <- gctrace_mark_point()
     end$marked <- TRUE
     end$mono_before <- mono
     end$gctime_before <- gct
-    recs <- .Call(ffi_gctrace_records, v$rec - 1L)
+    recs <- .Call(ffi_gctrace_records, v$rec0)
     cbs <- .Call(ffi_gctrace_callbacks, v$cb)
     # Keep the callbacks up to the end marker's own: it stands for the
     # collections since the last safe point (e.g. in C code at the very end
@@ -48,49 +53,100 @@ gctrace_end <- function(id, value) {
   # Views opened inside this one and never stopped end with it.
   the_gc$views <- the_gc$views[seq_len(k - 1L)]
   if (length(the_gc$views) == 0L) gctrace_close()
-  nrec <- end$rec - v$rec + 1L
+  nrec <- end$rec - v$rec0
   recs <- lapply(recs, function(x) x[seq_len(min(nrec, length(x)))])
+  recs <- gctrace_start_row(recs, cbs, v)
+  if (end$marked) {
+    # The marker's report gives the exact triggers until the next level-2
+    # collection: later traces use them.
+    K <- length(recs$gc)
+    if (!is.na(recs$level2[[K]])) the_gc$known <- list(level2 = recs$level2[[K]], trigger = end$trigger)
+  }
   events <- gctrace_events(recs, cbs, v, end)
   new_gc_trace(events, value, v, end, recs)
 }
 
 # Can the end of a trace be read from R's reports and the callbacks alone,
-# without a marker collection of memkit's own? Yes when nothing can have
-# happened since R's last report that the numbering would not show:
+# without a marker collection of memkit's own? `recs`: the trace's reports;
+# `cbs`: its callbacks, all of them in (gctrace_end() has run the pending
+# ones). Yes when nothing can have happened since R's last report that the
+# numbering would not show:
 # - no callback after the one that brought that report, and that one not
 #   inside gc() (a silent gc() may have followed the report);
 # - with no report in the trace, no callback at all (no collection);
 # - no relay of a message since that report (gcinfo() is off meanwhile);
 # - the message sink still the pipe and gcinfo() still on (code that takes
 #   the message stream, such as capture.output() or bench::mark(), leaves
-#   the sink reset when it is done);
-# - no level-2 collection in the trace, so that the exact trigger at its
-#   start still holds (R moves the triggers only then), and the last report
-#   agrees with it.
-# Otherwise a marker closes the trace as one opened it.
-gctrace_tail_known <- function(v, recs, cbs) {
+#   the sink reset when it is done).
+# Otherwise a marker closes the trace.
+gctrace_tail_known <- function(recs, cbs) {
   if (!tracing_here() || isTRUE(the_gc$window)) return(FALSE)
   if (sink.number(type = "message") != the_gc$con_number) return(FALSE)
   if (!isTRUE(gcinfo(TRUE))) return(FALSE)
   K <- length(recs$gc)
-  if (K == 0L) return(FALSE)
   total <- attr(recs, "total")
   if (isTRUE(the_gc$window_nrec >= total)) return(FALSE)
   ncb <- length(cbs$nrec)
-  if (K == 1L) return(ncb == 0L)
+  if (K == 0L) return(ncb == 0L)
   j <- match(total, cbs$nrec)
-  if (!is.na(j) && (j < ncb || is_gc_stack(cbs$stack[[j]]))) return(FALSE)
-  if (recs$level2[[K]] != recs$level2[[1L]]) return(FALSE)
-  isTRUE(trigger_agrees(recs$ncells_mb[[K]], recs$ncells_pct[[K]], v$trigger[["ncells"]]) &&
-         trigger_agrees(recs$vcells_mb[[K]], recs$vcells_pct[[K]], v$trigger[["vcells"]]))
+  !(!is.na(j) && (j < ncb || is_gc_stack(cbs$stack[[j]])))
+}
+
+# The trace's start as a first row of `recs` (the reports of the trace, the
+# end marker's last): R's collection count and per-level totals then. No
+# report shows them (a trace opens without a collection), so they are
+# worked out backwards from the first report: the collections before it
+# that R did not report are the callbacks before it, each one collection
+# (an explicit gc() runs its callback at once; an automatic collection R
+# did not report, because other code held the message stream, may share
+# its callback with others made inside the same call to C code, the one
+# case where the count can come out short). Their levels are known when
+# each was a full gc() (level 2); otherwise the totals at the start are NA.
+# With no report at all (no collection) everything at the start is NA.
+# A trace opened with `exact = TRUE` starts at the report of its marker
+# (v$start) instead.
+gctrace_start_row <- function(recs, cbs, v) {
+  if (!is.null(v$start)) {
+    start <- v$start
+    start$mono <- v$mono
+    for (nm in names(recs)) recs[[nm]] <- c(start[[nm]], recs[[nm]])
+    return(recs)
+  }
+  K <- length(recs$gc)
+  before <- which(cbs$nrec <= v$rec0)
+  g0 <- length(before)
+  gc0 <- NA_integer_
+  lv0 <- c(NA_integer_, NA_integer_, NA_integer_)
+  if (K > 0L) {
+    gc0 <- recs$gc[[1L]] - 1L - g0
+    lv1 <- c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]])
+    lv1[[recs$level[[1L]] + 1L]] <- lv1[[recs$level[[1L]] + 1L]] - 1L
+    lv <- vapply(cbs$stack[before], explicit_level, integer(1))
+    if (!anyNA(lv)) lv0 <- lv1 - tabulate(lv + 1L, nbins = 3L)
+  }
+  start <- list(mono = v$mono, gc = gc0, level0 = lv0[[1L]], level1 = lv0[[2L]],
+                level2 = lv0[[3L]], level = NA_integer_, ncells_mb = NA_real_,
+                ncells_pct = NA_integer_, vcells_mb = NA_real_, vcells_pct = NA_integer_)
+  for (nm in names(recs)) recs[[nm]] <- c(start[[nm]], recs[[nm]])
+  recs
+}
+
+# The level of the collection a callback stands for, where it is certain: a
+# gc() call that is a full collection (its default). NA otherwise.
+explicit_level <- function(stack) {
+  if (!is_gc_stack(stack)) return(NA_integer_)
+  call <- stack[[length(stack)]]
+  full <- tryCatch(match.call(base::gc, call)$full, error = function(e) NA)
+  if (is.null(full) || isTRUE(full)) 2L else NA_integer_
 }
 
 # ---- joining the streams --------------------------------------------------
 
-# `recs`: the reports from the start marker (first) to the end: the last
-# collection of the trace, or the end marker if there is one (last, not an
-# event). `cbs`: the callbacks in between; cbs$nrec counts reports from the
-# start of the whole tracer, so subtract v$rec - 1 to index `recs`.
+# `recs`: the trace's start (first, gctrace_start_row()), then its reports
+# to the end: the last collection of the trace, or the end marker if there
+# is one (last, not an event). `cbs`: the callbacks in between; cbs$nrec
+# counts reports from the start of the whole tracer, so subtract v$rec0 - 1
+# to index `recs`.
 gctrace_events <- function(recs, cbs, v, end) {
   K <- length(recs$gc)
   last <- if (end$marked) K - 1L else K   # the last report that is an event
@@ -107,7 +163,7 @@ gctrace_events <- function(recs, cbs, v, end) {
   rec_group <- rep(NA_integer_, K)
 
   ncb <- length(cbs$nrec)
-  cb_rel <- pmin(cbs$nrec - (v$rec - 1L), last)
+  cb_rel <- pmin(cbs$nrec - (v$rec0 - 1L), last)
   # A callback inside gc() follows an explicit collection (gc() runs the
   # finalizers at once). Nested traces' markers are explicit gc() calls too.
   cb_explicit <- vapply(cbs$stack, is_gc_stack, logical(1))
@@ -165,7 +221,8 @@ gctrace_events <- function(recs, cbs, v, end) {
     d <- L[i + 1L, ] - L[i, ]
     d[lev[[i + 1L]] + 1L] <- d[lev[[i + 1L]] + 1L] - 1L
     lv <- rep(NA_integer_, g)
-    if (all(d >= 0L) && sum(d) == g) {
+    # Unknown (NA) where the totals at the start are (gctrace_start_row()).
+    if (isTRUE(all(d >= 0L) && sum(d) == g)) {
       k2 <- min(sum(expl), d[[3L]])
       lv[which(expl)[seq_len(k2)]] <- 2L
       d[[3L]] <- d[[3L]] - k2
@@ -283,14 +340,32 @@ deparse_call <- function(x) {
 
 # Triggers. R prints the heap in use rounded up to 0.1 MB and its share of
 # the trigger rounded to a percent, so trigger ~ used / share. R moves the
-# triggers only after level-2 collections (AdjustHeapSize()), so reports with
-# as many level-2 collections behind them as the start marker share its exact
-# trigger, and likewise for the end marker if there is one (unless it was
-# level 2 itself). An exact value is used only where it agrees with the
-# printed percentage.
+# triggers only after level-2 collections (AdjustHeapSize()), so every
+# report with as many level-2 collections behind it as the last time memkit
+# read the triggers exactly (the end marker of an earlier trace, or of this
+# one: v$known, end$trigger) shares those exact triggers. An exact value is
+# used only where it agrees with the printed percentage.
 trigger_agrees <- function(mb, pct, trig) {
   !is.na(trig) & !is.na(pct) &
     abs(100 * mb * mega / trig - pct) <= 1 + 100 * 0.1 * mega / trig
+}
+
+# The exact triggers after the collections whose level-2 totals are `l2`,
+# where known (NA elsewhere): a matrix of two columns.
+exact_triggers <- function(l2, v, end, recs) {
+  out <- matrix(NA_real_, length(l2), 2L)
+  known <- list(v$known)
+  if (end$marked && !is.null(end$trigger)) {
+    K <- length(recs$gc)
+    known <- c(known, list(list(level2 = recs$level2[[K]], trigger = end$trigger)))
+  }
+  for (kn in known) {
+    if (is.null(kn)) next
+    sel <- !is.na(l2) & l2 == kn$level2
+    out[sel, 1L] <- kn$trigger[["ncells"]]
+    out[sel, 2L] <- kn$trigger[["vcells"]]
+  }
+  out
 }
 
 gctrace_triggers <- function(recs, rows_rec, v, end) {
@@ -299,20 +374,11 @@ gctrace_triggers <- function(recs, rows_rec, v, end) {
   est_v <- recs$vcells_mb * mega * 100 / recs$vcells_pct
   est_n[!is.finite(est_n)] <- NA
   est_v[!is.finite(est_v)] <- NA
-  K <- length(recs$gc)
-  l2 <- recs$level2
-  exact_n <- rep(NA_real_, K)
-  exact_v <- rep(NA_real_, K)
-  first <- l2 == l2[[1L]]
-  exact_n[first] <- v$trigger[["ncells"]]
-  exact_v[first] <- v$trigger[["vcells"]]
-  last <- l2 == l2[[K]] & !first
-  exact_n[last] <- end$trigger[["ncells"]]
-  exact_v[last] <- end$trigger[["vcells"]]
-  ok <- trigger_agrees(recs$ncells_mb, recs$ncells_pct, exact_n) &
-    trigger_agrees(recs$vcells_mb, recs$vcells_pct, exact_v)
-  tn <- ifelse(ok, exact_n, est_n)
-  tv <- ifelse(ok, exact_v, est_v)
+  exact <- exact_triggers(recs$level2, v, end, recs)
+  ok <- trigger_agrees(recs$ncells_mb, recs$ncells_pct, exact[, 1L]) &
+    trigger_agrees(recs$vcells_mb, recs$vcells_pct, exact[, 2L])
+  tn <- ifelse(ok, exact[, 1L], est_n)
+  tv <- ifelse(ok, exact[, 2L], est_v)
   list(
     ncells = if (n) tn[rows_rec] else double(),
     vcells = if (n) tv[rows_rec] else double(),
@@ -321,8 +387,9 @@ gctrace_triggers <- function(recs, rows_rec, v, end) {
 }
 
 empty_events <- function() {
-  # Built as a list, like the events themselves (data.frame() and `$<-`
-  # would cost more than the rest of an empty trace).
+  # Built once per session, as a list like the events themselves
+  # (data.frame() and `$<-` would cost more than the rest of an empty trace).
+  if (!is.null(the_gc$empty_events)) return(the_gc$empty_events)
   out <- list(
     gc = integer(), time = double(), mono = double(), level = integer(),
     ncells_used = new_mem_bytes(), vcells_used = new_mem_bytes(),
@@ -331,12 +398,14 @@ empty_events <- function() {
     explicit = logical(), seen = logical(), call = character(), stack = list()
   )
   attr(out, "row.names") <- integer()
-  new_gc_events(out)
+  the_gc$empty_events <- new_gc_events(out)
+  the_gc$empty_events
 }
 
-# R's collection count and per-level totals at both ends: the start marker's
-# report (the marker is before the trace); at the end, the last report, less
-# the end marker itself if there is one.
+# R's collection count and per-level totals at both ends: at the start as
+# gctrace_start_row() works them out; at the end, the last report, less the
+# end marker itself if there is one. The exact triggers at both ends where
+# known (exact_triggers()), NA otherwise.
 new_gc_trace <- function(events, value, v, end, recs) {
   K <- length(recs$gc)
   gc_end <- recs$gc[[K]]
@@ -345,6 +414,8 @@ new_gc_trace <- function(events, value, v, end, recs) {
     gc_end <- gc_end - 1L
     levels_end[[recs$level[[K]] + 1L]] <- levels_end[[recs$level[[K]] + 1L]] - 1L
   }
+  l2 <- c(recs$level2[[1L]], levels_end[[3L]])
+  trig <- exact_triggers(l2, v, end, recs)
   structure(list(
     events = events,
     value = value,
@@ -354,9 +425,8 @@ new_gc_trace <- function(events, value, v, end, recs) {
     gc_end = gc_end,
     levels_start = c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]]),
     levels_end = levels_end,
-    trigger_start = new_mem_bytes(v$trigger),
-    trigger_end = new_mem_bytes(end$trigger),
+    trigger_start = new_mem_bytes(c(ncells = trig[1L, 1L], vcells = trig[1L, 2L])),
+    trigger_end = new_mem_bytes(c(ncells = trig[2L, 1L], vcells = trig[2L, 2L])),
     mono_start = v$mono
   ), class = "gc_trace")
 }
-

@@ -72,8 +72,19 @@ summary.gc_trace <- function(object, ...) {
     trigger_changes = c(ncells = count_changes(tn), vcells = count_changes(tv)),
     trigger_start = object$trigger_start,
     trigger_end = object$trigger_end,
+    trigger_first = trigger_row(ev, 1L),
+    trigger_last = trigger_row(ev, nrow(ev)),
     top_calls = utils::head(top, 10L)
   ), class = "summary_gc_trace")
+}
+
+# The triggers after event `i` (NA without one), and whether estimated.
+trigger_row <- function(ev, i) {
+  if (i < 1L || i > nrow(ev)) {
+    return(list(trigger = new_mem_bytes(c(ncells = NA, vcells = NA)), estimated = NA))
+  }
+  list(trigger = new_mem_bytes(c(ncells = ev$ncells_trigger[[i]], vcells = ev$vcells_trigger[[i]])),
+       estimated = ev$trigger_estimated[[i]])
 }
 
 # Estimated triggers jitter with R's rounding: count moves of more than 2%.
@@ -91,10 +102,22 @@ print.summary_gc_trace <- function(x, ...) {
               x$by_level$collections[[1L]], x$by_level$collections[[2L]],
               x$by_level$collections[[3L]], x$explicit, x$unseen))
   cat(sprintf("Heap after GC: %s to %s\n", format(x$heap_range[[1L]]), format(x$heap_range[[2L]])))
-  cat(sprintf("Triggers: cons cells %s -> %s, vectors %s -> %s (%d and %d changes)\n",
-              format(x$trigger_start[[1L]]), format(x$trigger_end[[1L]]),
-              format(x$trigger_start[[2L]]), format(x$trigger_end[[2L]]),
-              x$trigger_changes[["ncells"]], x$trigger_changes[["vcells"]]))
+  # The exact triggers at the ends where known; otherwise those after the
+  # first and last collections, "~" where estimated from R's reports.
+  ends <- lapply(list(list(x$trigger_start, x$trigger_first), list(x$trigger_end, x$trigger_last)),
+                 function(e) {
+    if (!anyNA(e[[1L]])) return(format(e[[1L]]))
+    out <- format(e[[2L]]$trigger)
+    if (isTRUE(e[[2L]]$estimated)) out <- paste0("~", out)
+    out
+  })
+  if (anyNA(x$trigger_first$trigger) && anyNA(x$trigger_start)) {
+    cat("Triggers: not read (no collection)\n")
+  } else {
+    cat(sprintf("Triggers: cons cells %s -> %s, vectors %s -> %s (%d and %d changes)\n",
+                ends[[1L]][[1L]], ends[[2L]][[1L]], ends[[1L]][[2L]], ends[[2L]][[2L]],
+                x$trigger_changes[["ncells"]], x$trigger_changes[["vcells"]]))
+  }
   if (nrow(x$top_calls)) {
     cat("Calls running at most collections:\n")
     top <- utils::head(x$top_calls, 5L)

@@ -40,19 +40,29 @@ mega <- 1048576
 #' single call to C code (`paste0()` of millions of strings) reach that point
 #' together and share one stack; `collapsed` says how many did.
 #'
-#' Each trace begins with a minor collection (`gc(full = FALSE)`), so that
-#' R's collection count and exact triggers are known at its start: R shows
-#' its count of collections only in the reports it prints and in what
-#' [gc()] returns, both after a collection, so there is no cheaper way to
-#' know where a trace starts. Its end
-#' is usually read from R's last report; a second minor collection closes
-#' it only when that is not enough: when the trace holds a level-2
-#' collection (which moves the triggers), when an explicit [gc()] or an
-#' unreported collection came after R's last report, or when other code
-#' took the message stream. These marker collections are not among the
-#' events. Besides them, a trace costs a millisecond or two to open, close
-#' and join into rows, and each collection some tens of microseconds more
-#' (R's report, the call stack).
+#' A trace opens without a collection of its own, so it does not move
+#' what it measures (a collection promotes what survives it). R shows its
+#' count of collections only in the reports it prints after one, so the
+#' count and per-level totals at the start are worked out from the trace's
+#' first report, less the collections R did not report before it (each
+#' known from its finalizer callback: an explicit [gc()] runs it at once).
+#' That is exact unless other code took the message stream before the
+#' trace's first report ([bench::mark()], `capture.output(type =
+#' "message")`): collections made inside one call to C code then share one
+#' callback and may be counted short, and their levels are `NA`. With
+#' `exact = TRUE` a trace opens with a minor collection (`gc(full = FALSE)`)
+#' whose report gives its start exactly in every case, at the cost of that
+#' collection (about a millisecond on a small heap). A trace with no
+#' collection has `NA` as its counts. The end is read from R's last report;
+#' a minor collection closes the trace only when that is not enough: when
+#' an explicit [gc()] or an unreported collection came after R's last
+#' report, or when other code took the message stream. These marker
+#' collections are not among the events. The exact triggers are known where
+#' no level-2 collection happened since memkit last read them (at a marker
+#' of this trace or an earlier one); elsewhere they are estimated from R's
+#' reports. Besides the markers, a trace costs a few tenths of a
+#' millisecond to open, close and join into rows, and each collection some
+#' tens of microseconds more (R's report, the call stack).
 #'
 #' @section Messages, warnings and errors:
 #' Messages, and warnings when `options(warn = 1)`, reach the user as they
@@ -81,7 +91,8 @@ mega <- 1048576
 #' is an error of class `memkit_error_state`, as is calling it with no trace
 #' running. [bench::mark()] inside a trace works: it captures
 #' the reports of its own collections, which the trace then counts from the
-#' gaps in R's numbering (`seen = FALSE`).
+#' gaps in R's numbering (`seen = FALSE`); when it runs before the trace's
+#' first report, open the trace with `exact = TRUE`.
 #'
 #' @section Forked children:
 #' A trace records the collections of the process that started it. Children
@@ -138,21 +149,30 @@ mega <- 1048576
 #' Windows.
 #'
 #' @param expr An expression to evaluate.
+#' @param exact `TRUE` to open the trace with a minor collection of its own,
+#'   so that R's count, per-level totals and triggers at its start are known
+#'   exactly even when code in the trace takes the message stream before
+#'   its first collection (see "How it works"). `FALSE` (the default) opens
+#'   it without one.
 #' @return `gc_trace()` and `gc_trace_stop()`: a `gc_trace` object, a list
 #'   with `events` (the data frame above), `value` (the value of `expr`;
 #'   `NULL` for `gc_trace_stop()`), `elapsed`, `gc_time` (seconds spent in
 #'   collections by [gc.time()]), `gc_start` and `gc_end` (R's collection
 #'   count when the trace started and when it ended: the events are
-#'   collections `gc_start + 1` to `gc_end`), `levels_start` and
-#'   `levels_end` (R's totals per level at both ends), and `trigger_start`
-#'   and `trigger_end` (the exact triggers at both ends).
+#'   collections `gc_start + 1` to `gc_end`; `NA` for a trace with no
+#'   collection), `levels_start` and `levels_end` (R's totals per level at
+#'   both ends; `NA` where unknown, see "How it works"), and `trigger_start`
+#'   and `trigger_end` (the exact triggers at both ends where known, `NA`
+#'   otherwise).
 #'   `gc_trace_start()`: invisibly, the trace's id (an integer) for
 #'   `gc_trace_stop(id)`.
 #'
 #'   `summary()` of a trace gives a `summary_gc_trace` object (a list:
 #'   `collections`, `by_level`, `explicit`, `unseen`, `elapsed`, `gc_time`,
 #'   `gc_share`, `heap_range`, `trigger_range`, `trigger_changes`,
-#'   `trigger_start`, `trigger_end` and `top_calls`, a data frame of the calls
+#'   `trigger_start`, `trigger_end`, `trigger_first` and `trigger_last` (the
+#'   triggers after the first and last collections, each a list of
+#'   `trigger` and `estimated`), and `top_calls`, a data frame of the calls
 #'   running at most collections) that prints as a few lines; `plot()` draws
 #'   the heap after each collection and the triggers over time.
 #' @seealso [gc_triggers()] for the triggers in force now.
@@ -169,11 +189,12 @@ mega <- 1048576
 #' head(as.data.frame(tr)[c("gc", "time", "level", "vcells_used", "explicit", "call")])
 #' summary(tr)
 #' plot(tr)
-gc_trace <- function(expr) {
+gc_trace <- function(expr, exact = FALSE) {
+  check_flag(exact)
   # Stacks are recorded from the first call inside `expr`: drop this frame
   # and withCallingHandlers()'s.
   depth <- sys.nframe() + 1L
-  id <- gctrace_begin("expr", depth = depth)
+  id <- gctrace_begin("expr", depth = depth, frames = depth - 2L, exact = exact)
   on.exit(gctrace_abandon(id))
   value <- withCallingHandlers(
     expr,
@@ -182,13 +203,13 @@ gc_trace <- function(expr) {
     error = function(e) {
       e$call <- user_call(e$call)
       # Finishing the trace must not replace the user's error with another.
-      tr <- tryCatch(gctrace_end(id, NULL), error = function(e2) NULL)
+      tr <- tryCatch(gctrace_end(id, NULL, frames = depth - 1L), error = function(e2) NULL)
       # An inner gc_trace() has attached its own trace already.
       if (is.null(e$gc_trace)) e$gc_trace <- tr
       stop(e)
     }
   )
-  tr <- gctrace_end(id, value)
+  tr <- gctrace_end(id, value, frames = depth - 1L)
   on.exit()
   if (is.null(tr)) {
     mk_abort("state", "This GC trace was stopped before its expression returned.")
@@ -198,8 +219,9 @@ gc_trace <- function(expr) {
 
 #' @rdname gc_trace
 #' @export
-gc_trace_start <- function() {
-  id <- gctrace_begin("session", depth = 0L)
+gc_trace_start <- function(exact = FALSE) {
+  check_flag(exact)
+  id <- gctrace_begin("session", depth = 0L, frames = sys.nframe() - 1L, exact = exact)
   gctrace_session_handlers_on()
   invisible(id)
 }
@@ -238,6 +260,6 @@ gc_trace_stop <- function(id = NULL) {
   if (k < length(views) && any(vapply(views[-seq_len(k)], `[[`, "", "kind") != "session")) {
     mk_abort("state", "A `gc_trace()` expression started after this trace is still running.")
   }
-  gctrace_end(v$id, NULL)
+  gctrace_end(v$id, NULL, frames = sys.nframe() - 1L)
 }
 

@@ -8,8 +8,17 @@ platform_unsupported <- list(
   windows = "with_mem_limit"
 )
 
+# The OS, read once per session (Sys.info() costs tens of microseconds, and
+# gc_trace() asks on every call).
+the_platform <- new.env(parent = emptyenv())
+
 platform_os <- function() {
-  if (.Platform$OS.type == "windows") "windows" else tolower(Sys.info()[["sysname"]])
+  os <- the_platform$os
+  if (is.null(os)) {
+    os <- if (.Platform$OS.type == "windows") "windows" else tolower(Sys.info()[["sysname"]])
+    the_platform$os <- os
+  }
+  os
 }
 
 platform_supports <- function(fun) !fun %in% platform_unsupported[[platform_os()]]

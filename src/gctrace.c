@@ -122,13 +122,15 @@ static struct {
   size_t ncb, capcb;
   double cb_dropped;
   int hook_nrec;        /* reports seen by the previous callback */
+  int sync_frames;      /* inside ffi_gctrace_sync(): frames a stack keeps; else -1 */
   SEXP keep;            /* preserved list: anchors, keys, sentinel, stacks */
   int quiet_children;   /* forked children turn R's reports off at once */
 #ifndef _WIN32
   pthread_t main;       /* R's thread (the one that armed the sentinel) */
   int has_main;
 #endif
-} G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER};
+} G = {.rfd = -1, .wfd = -1, .wake = {-1, -1}, .sync_frames = -1,
+       .mu = PTHREAD_MUTEX_INITIALIZER};
 
 enum { K_ANCHOR = 0, K_KEY = 3, K_SENTINEL = 6, K_STACKS = 7, K_HOOK = 8, K_LEN = 9 };
 
@@ -634,12 +636,16 @@ static int heavy_arg(SEXP a) {
   }
 }
 
-static SEXP light_calls(SEXP calls) {
+/* The calls of a stack, at most `max` of them from the outermost (all if
+ * `max` < 0). */
+static SEXP light_calls(SEXP calls, int max) {
   int nprot = 0;
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, Rf_length(calls))); nprot++;
+  int n = Rf_length(calls);
+  if (max >= 0 && max < n) n = max;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, n)); nprot++;
   SEXP placeholder = Rf_install("<value>");
   R_xlen_t i = 0;
-  for (SEXP c = calls; c != R_NilValue; c = CDR(c), i++) {
+  for (SEXP c = calls; c != R_NilValue && i < n; c = CDR(c), i++) {
     SEXP call = CAR(c);
     int heavy = 0;
     if (TYPEOF(call) == LANGSXP) {
@@ -712,7 +718,7 @@ static void sentinel_fired(SEXP key) {
   SEXP call = PROTECT(Rf_lang1(Rf_install("sys.calls"))); nprot++;
   SEXP calls = PROTECT(R_tryEvalSilent(call, R_BaseEnv, &err)); nprot++;
   SEXP stack = R_NilValue;
-  if (!err) stack = light_calls(calls);
+  if (!err) stack = light_calls(calls, G.sync_frames);
   PROTECT(stack); nprot++;
   SEXP gcall = PROTECT(Rf_lang1(Rf_install("gc.time"))); nprot++;
   SEXP gct = PROTECT(R_tryEvalSilent(gcall, R_BaseEnv, &err)); nprot++;
@@ -786,6 +792,47 @@ SEXP ffi_gctrace_disarm(void) {
   R_ReleaseObject(keep);
   free_callbacks();
   return R_NilValue;
+}
+
+/* Where a trace starts or ends, without a collection: the callbacks of
+ * collections made since the last safe point are run now (R runs pending
+ * finalizers at safe points, every thousand evaluations or so, and gc()
+ * runs them at once), then the pipe is drained. Every collection before
+ * this point is then among the reports and callbacks already recorded, and
+ * none after it. The stacks of the callbacks run here keep only their
+ * first `frames` calls: the code that ran since the last safe point, not
+ * memkit's frames above it. Returns the number of reports and of callbacks
+ * recorded so far. */
+static SEXP run_pending(void *data) {
+  (void) data;
+  R_RunPendingFinalizers();
+  return R_NilValue;
+}
+
+static void sync_done(void *data, Rboolean jump) {
+  (void) data; (void) jump;
+  G.sync_frames = -1;
+}
+
+SEXP ffi_gctrace_sync(SEXP frames) {
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, 2));
+  int f = Rf_asInteger(frames);
+  G.sync_frames = (f == NA_INTEGER || f < 0) ? 0 : f;
+  SEXP cont = PROTECT(R_MakeUnwindCont());
+  R_UnwindProtect(run_pending, NULL, sync_done, NULL, cont);
+  UNPROTECT(1);
+  G.sync_frames = -1;
+  drain();
+  size_t n = 0;
+  if (G.open) {
+    pthread_mutex_lock(&G.mu);
+    n = G.s.nrecs;
+    pthread_mutex_unlock(&G.mu);
+  }
+  REAL(out)[0] = (double) n;
+  REAL(out)[1] = G.keep == NULL ? 0 : (double) G.ncb;
+  UNPROTECT(1);
+  return out;
 }
 
 /* ---- reading out -------------------------------------------------------- */

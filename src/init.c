@@ -67,6 +67,7 @@ static const R_CallMethodDef call_methods[] = {
   CALLDEF(ffi_gctrace_records, 1),
   CALLDEF(ffi_gctrace_callbacks, 1),
   CALLDEF(ffi_gctrace_text, 0),
+  CALLDEF(ffi_gctrace_sync, 1),
 
   /* profiling */
   CALLDEF(ffi_sampler_start, 1),

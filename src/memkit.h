@@ -68,6 +68,7 @@ SEXP ffi_gctrace_disarm(void);
 SEXP ffi_gctrace_records(SEXP from);
 SEXP ffi_gctrace_callbacks(SEXP from);
 SEXP ffi_gctrace_text(void);
+SEXP ffi_gctrace_sync(SEXP frames);
 
 /* ---- profiling (src/sampler.c) -------------------------------------------- */
 SEXP ffi_sampler_start(SEXP interval);
