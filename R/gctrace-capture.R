@@ -40,7 +40,8 @@ gctrace_pipe <- function() {
 gctrace_open <- function() {
   h <- gctrace_pipe()
   .Call(ffi_gctrace_reset, h)
-  con <- tryCatch(gctrace_connect(h), error = function(e) {
+  # (A calling handler: it costs less than tryCatch() on every trace.)
+  con <- withCallingHandlers(gctrace_connect(h), error = function(e) {
     gctrace_shutdown()
     mk_abort("system", sprintf("Can't open the GC report pipe: %s", conditionMessage(e)),
              call = NULL)
@@ -72,10 +73,10 @@ gctrace_open <- function() {
 gctrace_connect <- function(h) {
   con <- file(the_gc$target, open = if (is.null(the_gc$fd) || the_gc$fd < 0L) "ab" else "w",
               raw = TRUE)
-  tryCatch(.Call(ffi_gctrace_adopt, h), error = function(e) {
-    close(con)
-    stop(e)
-  })
+  ok <- FALSE
+  on.exit(if (!ok) close(con))
+  .Call(ffi_gctrace_adopt, h)
+  ok <- TRUE
   con
 }
 
@@ -206,8 +207,10 @@ gctrace_return_sink <- function(n) {
 }
 
 # Restore everything gctrace_open() changed. Each step runs even if an
-# earlier one fails, so the session is left as found.
-gctrace_close <- function() {
+# earlier one fails, so the session is left as found. `sink`: the message
+# sink's number where the caller has just read it (sink.number() costs as
+# much as the rest of a step).
+gctrace_close <- function(sink = NULL) {
   h <- the_gc$handle
   if (is.null(h) || !isTRUE(the_gc$attached)) return(invisible())
   the_gc$attached <- FALSE
@@ -217,7 +220,7 @@ gctrace_close <- function() {
     function() gctrace_session_handlers_off(),
     function() .Call(ffi_gctrace_disarm),
     function() gcinfo(the_gc$prev_gcinfo),
-    function() gctrace_restore_sink(),
+    function() gctrace_restore_sink(sink),
     function() close(the_gc$con),
     function() text <<- .Call(ffi_gctrace_text),
     function() dropped <<- attr(.Call(ffi_gctrace_records, .Machine$integer.max), "dropped"),
@@ -254,8 +257,9 @@ gctrace_close <- function() {
   invisible()
 }
 
-gctrace_restore_sink <- function() {
-  if (sink.number(type = "message") != the_gc$con_number) return()
+gctrace_restore_sink <- function(n = NULL) {
+  if (is.null(n)) n <- sink.number(type = "message")
+  if (n != the_gc$con_number) return()
   gctrace_return_sink(the_gc$prev_sink)
 }
 

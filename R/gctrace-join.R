@@ -29,7 +29,8 @@ gctrace_end <- function(id, value, frames) {
   mono <- .Call(ffi_utils_now)
   recs <- .Call(ffi_gctrace_records, v$rec0)
   cbs <- .Call(ffi_gctrace_callbacks, v$cb)
-  if (gctrace_tail_known(recs, cbs)) {
+  known <- gctrace_tail_known(recs, cbs)
+  if (known) {
     end <- list(rec = attr(recs, "total"), cb = attr(cbs, "total"), marked = FALSE,
                 mono = mono, gctime = gct, mono_before = mono, gctime_before = gct,
                 trigger = NULL)
@@ -52,7 +53,12 @@ gctrace_end <- function(id, value, frames) {
   }
   # Views opened inside this one and never stopped end with it.
   the_gc$views <- the_gc$views[seq_len(k - 1L)]
-  if (length(the_gc$views) == 0L) gctrace_close()
+  # (gctrace_tail_known() has just seen the sink on the pipe.)
+  if (length(the_gc$views) == 0L) gctrace_close(sink = if (known) the_gc$con_number)
+  if (known && length(recs$gc) == 0L && is.null(v$start)) {
+    # No collection: nothing to join.
+    return(new_gc_trace(empty_events(), value, v, end, NULL))
+  }
   nrec <- end$rec - v$rec0
   recs <- lapply(recs, function(x) x[seq_len(min(nrec, length(x)))])
   recs <- gctrace_start_row(recs, cbs, v)
@@ -406,27 +412,36 @@ empty_events <- function() {
 # gctrace_start_row() works them out; at the end, the last report, less the
 # end marker itself if there is one. The exact triggers at both ends where
 # known (exact_triggers()), NA otherwise.
+# `recs` NULL: a trace with no collection (all NA).
 new_gc_trace <- function(events, value, v, end, recs) {
-  K <- length(recs$gc)
-  gc_end <- recs$gc[[K]]
-  levels_end <- c(recs$level0[[K]], recs$level1[[K]], recs$level2[[K]])
-  if (end$marked) {
-    gc_end <- gc_end - 1L
-    levels_end[[recs$level[[K]] + 1L]] <- levels_end[[recs$level[[K]] + 1L]] - 1L
+  gc_start <- gc_end <- NA_integer_
+  levels_start <- levels_end <- c(NA_integer_, NA_integer_, NA_integer_)
+  trig <- matrix(NA_real_, 2L, 2L)
+  if (!is.null(recs)) {
+    K <- length(recs$gc)
+    gc_start <- recs$gc[[1L]]
+    gc_end <- recs$gc[[K]]
+    levels_start <- c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]])
+    levels_end <- c(recs$level0[[K]], recs$level1[[K]], recs$level2[[K]])
+    if (end$marked) {
+      gc_end <- gc_end - 1L
+      levels_end[[recs$level[[K]] + 1L]] <- levels_end[[recs$level[[K]] + 1L]] - 1L
+    }
+    trig <- exact_triggers(c(levels_start[[3L]], levels_end[[3L]]), v, end, recs)
   }
-  l2 <- c(recs$level2[[1L]], levels_end[[3L]])
-  trig <- exact_triggers(l2, v, end, recs)
-  structure(list(
+  out <- list(
     events = events,
     value = value,
     elapsed = end$mono_before - v$mono,
     gc_time = end$gctime_before - v$gctime,
-    gc_start = recs$gc[[1L]],
+    gc_start = gc_start,
     gc_end = gc_end,
-    levels_start = c(recs$level0[[1L]], recs$level1[[1L]], recs$level2[[1L]]),
+    levels_start = levels_start,
     levels_end = levels_end,
     trigger_start = new_mem_bytes(c(ncells = trig[1L, 1L], vcells = trig[1L, 2L])),
     trigger_end = new_mem_bytes(c(ncells = trig[2L, 1L], vcells = trig[2L, 2L])),
     mono_start = v$mono
-  ), class = "gc_trace")
+  )
+  class(out) <- "gc_trace"
+  out
 }

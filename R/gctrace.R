@@ -190,7 +190,7 @@ mega <- 1048576
 #' summary(tr)
 #' plot(tr)
 gc_trace <- function(expr, exact = FALSE) {
-  check_flag(exact)
+  if (!identical(exact, FALSE)) check_flag(exact)
   # Stacks are recorded from the first call inside `expr`: drop this frame
   # and withCallingHandlers()'s.
   depth <- sys.nframe() + 1L
@@ -220,7 +220,7 @@ gc_trace <- function(expr, exact = FALSE) {
 #' @rdname gc_trace
 #' @export
 gc_trace_start <- function(exact = FALSE) {
-  check_flag(exact)
+  if (!identical(exact, FALSE)) check_flag(exact)
   id <- gctrace_begin("session", depth = 0L, frames = sys.nframe() - 1L, exact = exact)
   gctrace_session_handlers_on()
   invisible(id)

@@ -21,4 +21,4 @@ platform_os <- function() {
   os
 }
 
-platform_supports <- function(fun) !fun %in% platform_unsupported[[platform_os()]]
+platform_supports <- function(fun) is.na(match(fun, platform_unsupported[[platform_os()]]))
