@@ -90,3 +90,20 @@ cases$ffi_gctrace_adopt <- function() {
   stopifnot(identical(.Call(ns$ffi_gctrace_adopt, h), 1L))
   expect_mk_error(.Call(ns$ffi_gctrace_adopt, 1L), "type")
 }
+cases$ffi_gctrace_sync <- function() {
+  .Call(ns$ffi_gctrace_arm, NULL, TRUE)
+  on.exit(.Call(ns$ffi_gctrace_disarm))
+  s0 <- .Call(ns$ffi_gctrace_sync, 0L)
+  # Collections made in g() (every allocation collects under gctorture)
+  # have their callbacks run by the sync, each stack cut to its first frame.
+  g <- function() {
+    x <- numeric(10)
+    .Call(ns$ffi_gctrace_sync, 1L)
+  }
+  f <- function() g()
+  s <- f()
+  cb <- .Call(ns$ffi_gctrace_callbacks, s0[[2L]])
+  n <- length(cb$stack)
+  stopifnot(is.double(s), length(s) == 2L, s[[2L]] == attr(cb, "total"), n >= 1L,
+            length(cb$stack[[n]]) <= 1L)
+}
