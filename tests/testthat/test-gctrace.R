@@ -302,6 +302,23 @@ test_that("bench::mark() inside gc_trace() works and leaves the session as found
   expect_identical(session_state(), state)
 })
 
+test_that("collections made just before a trace starts are not the trace's (#14)", {
+  # The collections inside paste0() reach their safe point (where their
+  # callback runs) later; gc_trace() runs it as it starts, so they fall
+  # before the inner trace, in the outer one.
+  f <- function() {
+    s <- paste0("a", 1:2e6)
+    gc_trace(NULL)
+  }
+  # (Where R's safe points fall varies: four tries.)
+  for (k in 1:4) {
+    outer <- gc_trace(f())
+    expect_identical(nrow(as.data.frame(outer$value)), 0L)
+    ev <- expect_numbered(outer)
+    expect_gte(nrow(ev), 1L)
+  }
+})
+
 test_that("exact = TRUE opens a trace with a collection whose report gives its start (#14)", {
   expect_error(gc_trace(NULL, exact = NA), class = "memkit_error_argument")
   f <- function(n) { s <- 0; for (i in seq_len(n)) s <- s + length(numeric(1e4)); s }
