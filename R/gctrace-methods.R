@@ -154,8 +154,10 @@ plot.gc_trace <- function(x, ...) {
   series(nu, nt, "#3182bd")
   tick <- diff(ylim) * 0.03
   lv <- ev$level
-  graphics::segments(t, ylim[[1L]], t, ylim[[1L]] + tick,
-                     col = ifelse(is.na(lv), "grey60", level_cols[lv + 1L]), lwd = 2)
+  if (length(t)) {
+    graphics::segments(t, ylim[[1L]], t, ylim[[1L]] + tick,
+                       col = ifelse(is.na(lv), "grey60", level_cols[lv + 1L]), lwd = 2)
+  }
   graphics::legend("topleft", bty = "n", cex = 0.8, ncol = 2,
                    legend = c("vectors in use", "vector trigger", "cons cells in use",
                               "cons cell trigger", "level 0", "level 1", "level 2"),

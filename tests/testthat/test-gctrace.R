@@ -306,13 +306,14 @@ test_that("collections made just before a trace starts are not the trace's (#14)
   # The collections inside paste0() reach their safe point (where their
   # callback runs) later; gc_trace() runs it as it starts, so they fall
   # before the inner trace, in the outer one.
-  f <- function() {
-    s <- paste0("a", 1:2e6)
+  f <- function(k) {
+    # New strings each time (strings already in R's cache cost nothing).
+    s <- paste0("a", k, "_", 1:3e6)
     gc_trace(NULL)
   }
   # (Where R's safe points fall varies: four tries.)
   for (k in 1:4) {
-    outer <- gc_trace(f())
+    outer <- gc_trace(f(k))
     expect_identical(nrow(as.data.frame(outer$value)), 0L)
     ev <- expect_numbered(outer)
     expect_gte(nrow(ev), 1L)
@@ -474,10 +475,17 @@ test_that("print() and summary() are short", {
 })
 
 test_that("plot() draws in base graphics", {
-  tr <- gc_trace(for (i in 1:30) x <- numeric(5e5))
+  # Twice the vector trigger in 4 MB vectors: collections whatever the
+  # triggers are by now.
+  n <- ceiling(2 * as.double(gc_triggers()$heap$trigger[[2L]]) / 4e6)
+  tr <- gc_trace(for (i in seq_len(n)) x <- numeric(5e5))
+  expect_gt(nrow(as.data.frame(tr)), 0L)
   f <- withr::local_tempfile(fileext = ".pdf")
   grDevices::pdf(f)
   on.exit(grDevices::dev.off(), add = TRUE)
+  expect_identical(plot(tr), tr)
+  # A trace with no collection draws its empty axes.
+  tr <- gc_trace(NULL)
   expect_identical(plot(tr), tr)
 })
 
@@ -815,7 +823,10 @@ test_that("printed output and messages read well (snapshots)", {
     })
     tr$value
   })
-  tr <- gc_trace({ for (i in 1:30) x <- numeric(5e5); gc(); 1 })
+  # Twice the vector trigger in 4 MB vectors: automatic collections (seen,
+  # with their heap), and gc() calls, whatever the triggers are by now.
+  n <- ceiling(2 * as.double(gc_triggers()$heap$trigger[[2L]]) / 4e6)
+  tr <- gc_trace({ for (i in seq_len(n)) x <- numeric(5e5); gc(); gc(); 1 })
   scrub <- function(x) {
     x <- gsub("[0-9]+(\\.[0-9]+)? m?s\\b", "<time>", x)
     # "~": a trigger estimated from R's report, which depends on the state
