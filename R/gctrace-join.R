@@ -112,12 +112,13 @@ gctrace_tail_known <- function(recs, cbs) {
 # A trace opened with `exact = TRUE` starts at the report of its marker
 # (v$start) instead.
 gctrace_start_row <- function(recs, cbs, v) {
-  if (!is.null(v$start)) {
-    start <- v$start
-    start$mono <- v$mono
-    for (nm in names(recs)) recs[[nm]] <- c(start[[nm]], recs[[nm]])
-    return(recs)
-  }
+  start <- if (is.null(v$start)) gctrace_worked_start(recs, cbs, v) else v$start
+  start$mono <- v$mono
+  for (nm in names(recs)) recs[[nm]] <- c(start[[nm]], recs[[nm]])
+  recs
+}
+
+gctrace_worked_start <- function(recs, cbs, v) {
   K <- length(recs$gc)
   before <- which(cbs$nrec <= v$rec0)
   g0 <- length(before)
@@ -130,11 +131,9 @@ gctrace_start_row <- function(recs, cbs, v) {
     lv <- vapply(cbs$stack[before], explicit_level, integer(1))
     if (!anyNA(lv)) lv0 <- lv1 - tabulate(lv + 1L, nbins = 3L)
   }
-  start <- list(mono = v$mono, gc = gc0, level0 = lv0[[1L]], level1 = lv0[[2L]],
-                level2 = lv0[[3L]], level = NA_integer_, ncells_mb = NA_real_,
-                ncells_pct = NA_integer_, vcells_mb = NA_real_, vcells_pct = NA_integer_)
-  for (nm in names(recs)) recs[[nm]] <- c(start[[nm]], recs[[nm]])
-  recs
+  list(gc = gc0, level0 = lv0[[1L]], level1 = lv0[[2L]], level2 = lv0[[3L]],
+       level = NA_integer_, ncells_mb = NA_real_, ncells_pct = NA_integer_,
+       vcells_mb = NA_real_, vcells_pct = NA_integer_)
 }
 
 # The level of the collection a callback stands for, where it is certain: a

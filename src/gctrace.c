@@ -819,9 +819,8 @@ SEXP ffi_gctrace_sync(SEXP frames) {
   int f = Rf_asInteger(frames);
   G.sync_frames = (f == NA_INTEGER || f < 0) ? 0 : f;
   SEXP cont = PROTECT(R_MakeUnwindCont());
-  R_UnwindProtect(run_pending, NULL, sync_done, NULL, cont);
+  R_UnwindProtect(run_pending, NULL, sync_done, NULL, cont);   /* sync_done() resets */
   UNPROTECT(1);
-  G.sync_frames = -1;
   drain();
   size_t n = 0;
   if (G.open) {
