@@ -239,6 +239,7 @@ void fm_elt_fault(SEXP x) {
 #endif
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m != NULL) m->broken = 1;
+  fm_elt_forget();
   fm_shrunk_error(x);
 }
 

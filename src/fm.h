@@ -90,6 +90,7 @@ int fm_is_full_disk(int e);
  * FM_GUARD_BEGIN/END are the platform layer's (fm_map.h). */
 void fm_shrunk_error(SEXP x) MK_NORETURN;  /* the classed error */
 void fm_elt_fault(SEXP x) MK_NORETURN;     /* after FM_ELT_END saw a fault */
+void fm_elt_forget(void);                  /* empties Elt's one-entry cache */
 void fm_guard_check(SEXP x);               /* the error now if x's mapping is broken */
 int fm_size_ok(const fm_map *m);           /* the file still covers the mapping? */
 void fm_copy_guarded(SEXP x, void *dst, const void *src, size_t n); /* memcpy, guarded */

@@ -72,24 +72,42 @@ static inline char *data_of(SEXP x) {
 }
 
 /* The object Elt was last called on, and its map: R's subsetting calls Elt
- * on one object once per element. Valid while altrep_gen is unchanged: it
- * moves whenever an object of these classes is made (here, the only place),
- * so an address that a collected object left and a new one took is never
- * taken for the old one's. R calls methods on its own thread only. A
- * mapping an earlier read broke is the classed error. */
+ * on one object once per element, so the common case is one compare. The
+ * cache is emptied whenever an object of these classes is made (here, the
+ * only place), so an address that a collected object left and a new one
+ * took is never taken for the old one's, and whenever a read breaks a
+ * mapping (fm_elt_forget(), from fm_elt_fault()), so a broken mapping is
+ * always looked at again: the classed error. R calls methods on its own
+ * thread only. */
 static SEXP elt_x = NULL;
 static fm_map *elt_m = NULL;
-static unsigned long elt_gen = 0, altrep_gen = 1;
 
-static inline fm_map *elt_map(SEXP x) {
-  if (x == elt_x && elt_gen == altrep_gen && !elt_m->broken) return elt_m;
+void fm_elt_forget(void) {
+  elt_x = NULL;
+  elt_m = NULL;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+# define FM_COLD __attribute__((noinline, cold))
+# define FM_LIKELY(c) __builtin_expect(!!(c), 1)
+#else
+# define FM_COLD
+# define FM_LIKELY(c) (c)
+#endif
+
+/* Out of line, so that Elt's common path saves no register. */
+static FM_COLD fm_map *elt_map_slow(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
   if (m->broken) fm_shrunk_error(x);
   elt_x = x;
   elt_m = m;
-  elt_gen = altrep_gen;
   return m;
+}
+
+static inline fm_map *elt_map(SEXP x) {
+  if (FM_LIKELY(x == elt_x)) return elt_m;
+  return elt_map_slow(x);
 }
 
 SEXP fm_new_altrep(SEXP xp, SEXP state) {
@@ -104,7 +122,7 @@ SEXP fm_new_altrep(SEXP xp, SEXP state) {
   default: MK_INTERNAL_ERROR("bad type");
   }
   SEXP x = R_new_altrep(cls, xp, state);
-  altrep_gen++;
+  fm_elt_forget();
   /* A read-only matrix must never be modified in place: its serialized form is
    * the file, so a change R made to it would be lost silently. Marked not
    * mutable, R duplicates it before any change (a cheap private remap). */
