@@ -20,6 +20,14 @@ skip_if_unsupported <- function(fun) {
           sprintf("%s() is not supported on %s", fun, memkit:::platform_os()))
 }
 
+# callr's process library replaces R's SIGCHLD handler while its child runs;
+# told to pass each signal on to the handler it replaced, parallel (which
+# these tests also use, through mclapply()) still learns that its forked
+# children ended. Otherwise R waits 10 s on exit from the test process and
+# prints "Error while shutting down parallel: unable to terminate some child
+# processes". Read each time the handler is installed.
+Sys.setenv(PROCESSX_NOTIFY_OLD_SIGCHLD = "true")
+
 # Run `fun` in a fresh R process and return its value (crash paths are tested
 # there, never in the test process). Returns a list(ok, value, error, status).
 in_child <- function(fun, args = list(), timeout = 120) {
