@@ -80,11 +80,11 @@ static inline char *data_of(SEXP x) {
  * always looked at again: the classed error. R calls methods on its own
  * thread only. */
 static SEXP elt_x = NULL;
-static fm_map *elt_m = NULL;
+static const char *elt_data = NULL;   /* its map's data: fixed once mapped */
 
 void fm_elt_forget(void) {
   elt_x = NULL;
-  elt_m = NULL;
+  elt_data = NULL;
 }
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -96,18 +96,19 @@ void fm_elt_forget(void) {
 #endif
 
 /* Out of line, so that Elt's common path saves no register. */
-static FM_COLD fm_map *elt_map_slow(SEXP x) {
+static FM_COLD const char *elt_data_slow(SEXP x) {
   fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
   if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
   if (m->broken) fm_shrunk_error(x);
   elt_x = x;
-  elt_m = m;
-  return m;
+  elt_data = m->data;
+  return m->data;
 }
 
-static inline fm_map *elt_map(SEXP x) {
-  if (FM_LIKELY(x == elt_x)) return elt_m;
-  return elt_map_slow(x);
+/* x's data, for Elt: i < length, so it is mapped. */
+static inline const char *elt_data_of(SEXP x) {
+  if (FM_LIKELY(x == elt_x)) return elt_data;
+  return elt_data_slow(x);
 }
 
 SEXP fm_new_altrep(SEXP xp, SEXP state) {
@@ -303,7 +304,7 @@ static const void *fm_dataptr_or_null(SEXP x) {
  * mapped. */
 #define FM_ELT_METHOD(name, ctype)                                            \
   static ctype name(SEXP x, R_xlen_t i) {                                     \
-    const volatile ctype *p = (const volatile ctype *) elt_map(x)->data;      \
+    const volatile ctype *p = (const volatile ctype *) elt_data_of(x);        \
     FM_ELT_BEGIN                                                              \
     ctype v = p[i];                                                           \
     FM_ELT_END(x)                                                             \
