@@ -308,10 +308,14 @@ add("sum", "in-memory", t_mem, t_mem)
 add("sum", "memkit", timeit(sum(X)), t_mem)
 
 # ---- a block of 10 columns ----------------------------------------------------
-t_mem <- timeit(M[, cols], n = 5L)
-add("X[, 51:60]", "in-memory", t_mem, t_mem)
-add("X[, 51:60]", "memkit base `[`", timeit(X[, cols], n = 5L), t_mem)
-add("X[, 51:60]", "memkit fm_read()", timeit(fm_read(X, j = cols), n = 5L), t_mem)
+# In-memory and memkit's two ways interleaved in rounds (each round every way
+# once, in a rotated order): the medians, taken in the same conditions.
+t_blk <- rounds(list(mem = function() M[, cols], base = function() X[, cols],
+                     read = function() fm_read(X, j = cols)), n = 11L)
+t_mem <- stats::median(t_blk[, "mem"])
+add("X[, 51:60]", "in-memory", t_mem, t_mem, "11 interleaved rounds")
+add("X[, 51:60]", "memkit base `[`", stats::median(t_blk[, "base"]), t_mem, "11 interleaved rounds")
+add("X[, 51:60]", "memkit fm_read()", stats::median(t_blk[, "read"]), t_mem, "11 interleaved rounds")
 if (peers[["bigmemory"]]) add("X[, 51:60]", "bigmemory", try_time(bm[, cols]), t_mem)
 if (peers[["ff"]]) add("X[, 51:60]", "ff", try_time(f[, cols]), t_mem)
 if (peers[["bigstatsr"]]) add("X[, 51:60]", "bigstatsr", try_time(fbm[, cols]), t_mem)
