@@ -133,6 +133,15 @@ static const unsigned char global_kind[32] = {
   [CHARSXP] = 2, [LGLSXP] = 2, [ENVSXP] = 2
 };
 
+/* elt_bytes of the vector types walk_plain() counts in its own loop: never
+ * global (global_kind 0: not CHARSXP, not LGLSXP); 0 for the others. */
+static const unsigned char plain_bytes[32] = {
+  [INTSXP] = sizeof(int), [REALSXP] = sizeof(double), [CPLXSXP] = sizeof(Rcomplex),
+  [STRSXP] = sizeof(SEXP), [VECSXP] = sizeof(SEXP), [EXPRSXP] = sizeof(SEXP), [RAWSXP] = 1
+};
+/* Vectors whose elements are walked. */
+static const unsigned char has_elements[32] = {[STRSXP] = 1, [VECSXP] = 1, [EXPRSXP] = 1};
+
 static inline int is_global(SEXP x) {
   int k = global_kind[TYPEOF(x) & 31];
   return k == 1 || (k == 2 && is_global_slow(x));
@@ -848,6 +857,90 @@ static int expand(mk_walker *w, SEXP x, int path) {
   return 0;
 }
 
+/* A list's elements from element i on, for plain sizes: the common
+ * element, a new vector without attributes, is counted right here, its cost
+ * summed locally; anything else goes through visit(). The set's entry of
+ * the chunk last used (R allocates neighbours together) and the count of
+ * members it gained are kept in registers: they go back to the set before
+ * anything else touches it. Stops at an element with children of its own,
+ * which it pushes. */
+static int walk_plain(mk_walker *w, frame *f, const SEXP *p, R_xlen_t n, R_xlen_t i) {
+  mk_ptrset *seen = w->seen;
+  uintptr_t lk = seen->last_key;
+  chunk_entry *le = seen->last;
+  uint64_t nvec = 0, nzero = 0, vcells = 0, gained = 0;
+  SEXP next = NULL;
+  int rc = 0;
+  for (; i < n; i++) {
+    if (i + 32 < n) {
+      MK_PREFETCH(p[i + 32]);
+      if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
+    }
+    SEXP s = p[i];
+    if (s == NULL) continue;
+    int t = TYPEOF(s);
+    unsigned eb = plain_bytes[t & 31];
+    if (eb == 0 || ALTREP(s)) {
+      seen->n += gained;
+      gained = 0;
+      rc = visit(w, s);
+      lk = seen->last_key;
+      le = seen->last;
+      if (rc < 0) break;
+      if (rc == 2) {
+        next = s;
+        i++;
+        break;
+      }
+      continue;
+    }
+    uintptr_t key = chunk_key(s);
+    uint64_t bit = chunk_bit(s);
+    if (key == lk) {
+      if (le->bits & bit) continue;
+      le->bits |= bit;
+      gained++;
+    } else {
+      seen->n += gained;
+      gained = 0;
+      rc = ptrset_add(seen, s);
+      lk = seen->last_key;
+      le = seen->last;
+      if (rc < 0) break;
+      if (rc == 0) continue;
+    }
+    R_xlen_t len = XLENGTH(s);
+    uint64_t v = ((uint64_t) mk_robj_capacity_len(s, len) * eb + 7) / 8;
+    if (v <= 16) v = small_class[v];
+    nzero += v == 0;
+    vcells += v;
+    if ((++nvec & 0xFFFFF) == 0) {
+      seen->n += gained;
+      gained = 0;
+      mk_robj_check_interrupt();
+    }
+    if ((len > 0 && has_elements[t]) || mk_robj_has_attrs_t(s)) {
+      next = s;
+      i++;
+      break;
+    }
+  }
+  seen->n += gained;
+  if (nvec > 0) {
+    w->nodes += nvec;
+    /* Zero-length vectors are class-0 nodes: 56 bytes, no Vcells; the
+     * others 48 bytes of header and their Vcells. */
+    w->out->ncells += (double) nvec;
+    w->out->vcells += (double) vcells;
+    w->out->bytes += 48.0 * (double) nvec + 8.0 * (double) (vcells + nzero);
+  }
+  if (rc < 0) return -1;
+  if (i >= n) w->depth--;
+  else f->i = i;
+  if (next != NULL && push(w, next, -1, -1) != 0) return -1;
+  return 0;
+}
+
 /* The elements of a list or character vector from element f->i on, in a
  * tight loop that prefetches ahead; stops at an element with children of
  * its own, which it pushes. Runs of the same string skip the set. */
@@ -917,12 +1010,9 @@ static int walk_elements(mk_walker *w, frame *f) {
   /* A long list's elements are mostly new: make room for them at once
    * (R's pages put some 16 to 40 in a chunk). */
   if (f->i == 0 && !w->o.enter && n > 4096 && ptrset_reserve(seen, (size_t) n / 16) != 0) return -1;
+  /* Plain sizes (no hook, no custom set, no re-visit callback). */
+  if (!w->o.enter && !w->o.hook && !w->o.again && !w->o.follow_globals) return walk_plain(w, f, p, n, i);
   SEXP next = NULL;
-  /* Plain sizes (no hook, no custom set, no re-visit callback): the common
-   * element, a new vector without attributes, is counted right here, its
-   * cost summed locally. Anything else goes through visit(). */
-  int plain = !w->o.enter && !w->o.hook && !w->o.again && !w->o.follow_globals;
-  uint64_t nvec = 0, nzero = 0, vcells = 0;
   for (; i < n; i++) {
     /* Fetch nodes 32 ahead, and their set entries as well where a new
      * chunk begins (within a chunk, the entry is the one just used). */
@@ -932,28 +1022,6 @@ static int walk_elements(mk_walker *w, frame *f) {
     }
     SEXP s = p[i];
     if (s == NULL) continue;
-    if (plain) {
-      int t = TYPEOF(s);
-      unsigned eb = elt_bytes[t & 31];
-      if (eb != 0 && t != CHARSXP && global_kind[t & 31] == 0 && !ALTREP(s)) {
-        int rc = ptrset_add(seen, s);
-        if (rc < 0) return -1;
-        if (rc == 0) continue;
-        R_xlen_t len = XLENGTH(s);
-        uint64_t v = ((uint64_t) mk_robj_capacity_len(s, len) * eb + 7) / 8;
-        if (v <= 16) v = small_class[v];
-        nvec++;
-        nzero += v == 0;
-        vcells += v;
-        if ((++w->nodes & 0xFFFFF) == 0) mk_robj_check_interrupt();
-        if (mk_robj_has_attrs_t(s) || (len > 0 && (t == VECSXP || t == EXPRSXP || t == STRSXP))) {
-          next = s;
-          i++;
-          break;
-        }
-        continue;
-      }
-    }
     if (pre && i + 16 < n && p[i + 16] != NULL) pre(p[i + 16], w->o.enter_data);
     int rc = visit(w, s);
     if (rc < 0) return -1;
@@ -962,13 +1030,6 @@ static int walk_elements(mk_walker *w, frame *f) {
       i++;
       break;
     }
-  }
-  if (nvec > 0) {
-    /* Zero-length vectors are class-0 nodes: 56 bytes, no Vcells; the
-     * others 48 bytes of header and their Vcells. */
-    w->out->ncells += (double) nvec;
-    w->out->vcells += (double) vcells;
-    w->out->bytes += 48.0 * (double) nvec + 8.0 * (double) (vcells + nzero);
   }
   if (i >= n) w->depth--;
   else f->i = i;
