@@ -114,6 +114,30 @@ test_that("mem_cells() of lists, data frames and factors equals gc()", {
                         shared = string_cells("factor"), label = "factor")
 })
 
+test_that("mem_cells() of a long list mixing repeats, plain and other elements equals gc() (#14)", {
+  # A list's plain elements are counted in a loop that keeps the visited
+  # set's current entry in registers; repeats of earlier elements, logical
+  # and ALTREP vectors, vectors with attributes and nested lists go through
+  # the set in between, and must neither be counted twice nor missed.
+  make <- function() {
+    n <- 6000L
+    base <- lapply(seq_len(n), function(i) c(i, i + 1))
+    out <- vector("list", 3L * n)
+    for (i in seq_len(n)) {
+      out[[3L * i - 2L]] <- base[[i]]
+      out[[3L * i - 1L]] <- switch(i %% 5L + 1L,
+        base[[max(1L, i - 7L)]],
+        runif(3) > 0.5,
+        seq_len(10L + i),
+        structure(runif(2), tag = i),
+        list(base[[i]], runif(1)))
+      out[[3L * i]] <- if (i %% 7L == 0L) character() else runif(i %% 3L)
+    }
+    out
+  }
+  expect_cells_match_gc(make, label = "mixed long list", created = FALSE)
+})
+
 test_that("mem_cells() of closures, environments and formulas equals gc()", {
   make_closure <- function() {
     env <- new.env(parent = emptyenv())
