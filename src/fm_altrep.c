@@ -97,12 +97,10 @@ void fm_elt_forget(void) {
 
 /* Out of line, so that Elt's common path saves no register. */
 static FM_COLD const char *elt_data_slow(SEXP x) {
-  fm_map *m = (fm_map *) R_ExternalPtrAddr(R_altrep_data1(x));
-  if (m == NULL) mk_error("state", "The file-backed matrix is no longer mapped.");
-  if (m->broken) fm_shrunk_error(x);
+  const char *d = data_of(x);
   elt_x = x;
-  elt_data = m->data;
-  return m->data;
+  elt_data = d;
+  return d;
 }
 
 /* x's data, for Elt: i < length, so it is mapped. */

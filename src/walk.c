@@ -857,6 +857,25 @@ static int expand(mk_walker *w, SEXP x, int path) {
   return 0;
 }
 
+/* A list's element i + 32 fetched ahead, and its set entry as well where a
+ * new chunk begins (within a chunk, the entry is the one just used). */
+static inline void fetch_ahead(const mk_ptrset *seen, const SEXP *p, R_xlen_t i, R_xlen_t n) {
+  if (i + 32 < n) {
+    MK_PREFETCH(p[i + 32]);
+    if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
+  }
+}
+
+/* A list's loop stopped at element i: its frame popped when it is done,
+ * else left to resume there, and `next` (an element with children of its
+ * own) pushed above it. */
+static int elements_stop(mk_walker *w, frame *f, R_xlen_t i, R_xlen_t n, SEXP next) {
+  if (i >= n) w->depth--;
+  else f->i = i;
+  if (next != NULL && push(w, next, -1, -1) != 0) return -1;
+  return 0;
+}
+
 /* A list's elements from element i on, for plain sizes: the common
  * element, a new vector without attributes, is counted right here, its cost
  * summed locally; anything else goes through visit(). The set's entry of
@@ -872,10 +891,7 @@ static int walk_plain(mk_walker *w, frame *f, const SEXP *p, R_xlen_t n, R_xlen_
   SEXP next = NULL;
   int rc = 0;
   for (; i < n; i++) {
-    if (i + 32 < n) {
-      MK_PREFETCH(p[i + 32]);
-      if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
-    }
+    fetch_ahead(seen, p, i, n);
     SEXP s = p[i];
     if (s == NULL) continue;
     int t = TYPEOF(s);
@@ -935,10 +951,7 @@ static int walk_plain(mk_walker *w, frame *f, const SEXP *p, R_xlen_t n, R_xlen_
     w->out->bytes += 48.0 * (double) nvec + 8.0 * (double) (vcells + nzero);
   }
   if (rc < 0) return -1;
-  if (i >= n) w->depth--;
-  else f->i = i;
-  if (next != NULL && push(w, next, -1, -1) != 0) return -1;
-  return 0;
+  return elements_stop(w, f, i, n, next);
 }
 
 /* The elements of a list or character vector from element f->i on, in a
@@ -1014,12 +1027,7 @@ static int walk_elements(mk_walker *w, frame *f) {
   if (!w->o.enter && !w->o.hook && !w->o.again && !w->o.follow_globals) return walk_plain(w, f, p, n, i);
   SEXP next = NULL;
   for (; i < n; i++) {
-    /* Fetch nodes 32 ahead, and their set entries as well where a new
-     * chunk begins (within a chunk, the entry is the one just used). */
-    if (i + 32 < n) {
-      MK_PREFETCH(p[i + 32]);
-      if (chunk_key(p[i + 32]) != chunk_key(p[i + 31])) MK_PREFETCH(ptrset_slot_addr(seen, p[i + 32]));
-    }
+    fetch_ahead(seen, p, i, n);
     SEXP s = p[i];
     if (s == NULL) continue;
     if (pre && i + 16 < n && p[i + 16] != NULL) pre(p[i + 16], w->o.enter_data);
@@ -1031,10 +1039,7 @@ static int walk_elements(mk_walker *w, frame *f) {
       break;
     }
   }
-  if (i >= n) w->depth--;
-  else f->i = i;
-  if (next != NULL && push(w, next, -1, -1) != 0) return -1;
-  return 0;
+  return elements_stop(w, f, i, n, next);
 }
 
 static int walk(mk_walker *w, SEXP root, mk_cost *out) {
